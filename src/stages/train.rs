@@ -1,0 +1,5 @@
+//! Registers the `pipe-train` stage kinds.
+
+use pipe_pipeline::stage::Registry;
+
+pub fn register(_registry: &mut Registry) {}

@@ -1,0 +1,1 @@
+//! Data stages: ingest, dedup (exact and MinHash), quality filters, split.

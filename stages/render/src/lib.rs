@@ -1,0 +1,1 @@
+//! Chat-template rendering compatible with Hugging Face transformers (minijinja).

@@ -1,0 +1,1 @@
+//! Tokenization with prompt masking and packing, written as Arrow IPC.

@@ -1,0 +1,1 @@
+//! A Llama-family decoder with LoRA, trained in candle; PEFT-format adapters.
