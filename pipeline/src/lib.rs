@@ -13,10 +13,12 @@
 //! [`status`] explains what would rerun without running anything.
 
 pub mod cache;
+pub mod cli;
 pub mod command;
 pub mod error;
 pub mod filehash;
 pub mod key;
+pub mod output;
 pub mod plan;
 pub mod recipe;
 pub mod record;

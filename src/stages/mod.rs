@@ -23,6 +23,8 @@ pub fn registry() -> Registry {
     tokenize::register(&mut registry);
     train::register(&mut registry);
     eval::register(&mut registry);
+    // Users' own programs, cached like any other stage (engine-side kind).
+    registry.add(pipe_pipeline::command::CommandStage);
     registry
 }
 
