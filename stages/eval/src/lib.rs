@@ -1,1 +1,33 @@
-//! Evaluation: generation, BLEU/chrF/ROUGE as the reference tools compute them, accuracy/F1, reports, gates.
+//! Evaluation for pipe: does the fine-tuned adapter do better than the base model?
+//!
+//! - [`metrics`]: BLEU and chrF as sacrebleu computes them, ROUGE as Google's
+//!   rouge-score (with a CJK-aware and a jieba tokenizer), accuracy and
+//!   precision/recall/F1 as scikit-learn — pure functions, usable without a model.
+//! - [`score`]: several metrics over a set of predictions at once; what the eval
+//!   stage and `pipe score FILE.jsonl` call ([`score::score_file`]).
+//! - [`gates`]: CI gates (`rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"`) and JUnit XML.
+//! - [`report`]: metrics.json, predictions.jsonl, report.md and a self-contained report.html.
+//! - With the `model` feature (default): generation and likelihood scoring on the
+//!   train crate's model, and the eval stage itself.
+//!
+//! The engine and caching are not this crate's business: the `eval` kind is
+//! registered by the `pipe` binary (src/stages/eval.rs).
+//!
+//! ```
+//! use pipe_eval::metrics::{corpus_bleu, Rouge, RougeTokenizer};
+//! let bleu = corpus_bleu(&["the cat sat on the mat"], &[vec!["the cat sat on a mat"]]);
+//! assert!(bleu.score > 0.0 && bleu.score < 100.0);
+//! let mut rouge = Rouge::new(RougeTokenizer::Default, true);
+//! let s = rouge.score("The cats are running", "the cat runs");
+//! assert!(s.rouge1.fmeasure > 0.5);
+//! ```
+
+pub mod error;
+pub mod gates;
+pub mod metrics;
+pub mod report;
+pub mod score;
+
+pub use error::EvalError;
+pub use gates::{Gate, GateOutcome, JunitCase, junit_xml, parse_gates};
+pub use score::{ScoreOptions, Scores, score, score_file};
