@@ -13,6 +13,9 @@
 //! built by `pipe-tokenize` and `pipe-train`.
 
 pub mod builtin;
+pub mod gguf;
+mod metadata;
 mod resolve;
 
+pub use metadata::{ModelMeta, gguf_meta, metadata, special_token};
 pub use resolve::{ModelError, ResolvedModel, resolve};

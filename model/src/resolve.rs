@@ -67,6 +67,10 @@ pub enum ModelError {
     },
     #[error("{path}: {message}")]
     BadIndex { path: PathBuf, message: String },
+    #[error("{path}: invalid JSON: {message}")]
+    BadJson { path: PathBuf, message: String },
+    #[error(transparent)]
+    Gguf(crate::gguf::GgufError),
 }
 
 impl ModelError {
