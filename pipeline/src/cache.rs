@@ -101,7 +101,7 @@ impl From<&crate::stage::StageReport> for ReportRecord {
 /// The result of looking a key up.
 #[derive(Debug)]
 pub enum Lookup {
-    Hit(Manifest),
+    Hit(Box<Manifest>),
     Miss,
     /// The entry exists but does not match its manifest; it must not be used.
     Corrupt(String),
@@ -217,7 +217,7 @@ impl Cache {
                 }
             }
         }
-        Lookup::Hit(manifest)
+        Lookup::Hit(Box::new(manifest))
     }
 
     /// Move a corrupt entry aside (never delete evidence), returning where it went.
@@ -373,7 +373,7 @@ impl Cache {
             if !replace {
                 // Another process published the same key first; keep theirs.
                 if let Lookup::Hit(m) = self.lookup(key, false) {
-                    return Ok(m);
+                    return Ok(*m);
                 }
             }
             let old = self.root.join("tmp").join(format!("replaced-{}", unique()));

@@ -84,18 +84,15 @@ impl Stage for CommandStage {
                 }
             }
         }
-        let p: CommandParams = serde_json::from_value(params.clone()).map_err(|e| {
-            let msg = e.to_string();
-            let key = FIELDS
-                .iter()
-                .find(|f| msg.contains(&format!("`{f}`")))
-                .map(|f| f.to_string());
-            let err = StageError::params(format!("invalid `command` params: {msg}")).with_hint(
+        let p: CommandParams = serde_path_to_error::deserialize(params).map_err(|e| {
+            let path = e.path().to_string();
+            let err = StageError::params(e.into_inner().to_string()).with_hint(
                 "a command stage needs `run: \"...\"`; `outputs`, `files` and `env` are optional",
             );
-            match key {
-                Some(k) => err.with_key(k),
-                None => err,
+            if path.is_empty() || path == "." {
+                err
+            } else {
+                err.with_key(path)
             }
         })?;
         if p.outputs.is_empty() {

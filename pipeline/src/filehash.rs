@@ -111,10 +111,10 @@ impl FileMemo {
         let key = abs.to_string_lossy().into_owned();
         for _attempt in 0..5 {
             let before = stamp(&abs)?;
-            if let Some(e) = self.entries.lock().expect("memo lock").get(&key) {
-                if e.stamp == before {
-                    return Ok((e.blake3.clone(), before.size));
-                }
+            if let Some(e) = self.entries.lock().expect("memo lock").get(&key)
+                && e.stamp == before
+            {
+                return Ok((e.blake3.clone(), before.size));
             }
             let hash = hash_file_contents(&abs, before.size)?;
             self.bytes_hashed.fetch_add(before.size, Ordering::Relaxed);

@@ -145,22 +145,22 @@ pub fn plan(recipe: Recipe, registry: &Registry) -> Result<Plan> {
         let mut inputs = Vec::new();
         for (r, &j) in decl.from.iter().zip(&deps[i]) {
             let up = &planned[position[j]];
-            if let Some(out) = &r.output {
-                if !up.plan.outputs.contains(out) {
-                    return Err(Error::recipe(
-                        format!(
-                            "stage `{}` has no output `{out}` (referenced by stage `{}`)",
-                            r.stage, decl.name
-                        ),
-                        Some(r.loc.clone()),
-                    )
-                    .with_hint(format!(
-                        "`{}` ({}) writes: {}",
-                        r.stage,
-                        up.kind,
-                        up.plan.outputs.join(", ")
-                    )));
-                }
+            if let Some(out) = &r.output
+                && !up.plan.outputs.contains(out)
+            {
+                return Err(Error::recipe(
+                    format!(
+                        "stage `{}` has no output `{out}` (referenced by stage `{}`)",
+                        r.stage, decl.name
+                    ),
+                    Some(r.loc.clone()),
+                )
+                .with_hint(format!(
+                    "`{}` ({}) writes: {}",
+                    r.stage,
+                    up.kind,
+                    up.plan.outputs.join(", ")
+                )));
             }
             inputs.push(InputSpec {
                 stage: r.stage.clone(),

@@ -502,12 +502,12 @@ fn subst_node(node: &mut Node, vars: &[(String, Node)]) -> Result<()> {
                         }
                     })
             };
-            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-                if !name.contains(['$', '{', '}']) {
-                    let value = lookup(name)?.value.clone();
-                    node.value = value;
-                    return Ok(());
-                }
+            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+                && !name.contains(['$', '{', '}'])
+            {
+                let value = lookup(name)?.value.clone();
+                node.value = value;
+                return Ok(());
             }
             let mut out = String::new();
             let mut rest = s.as_str();

@@ -190,7 +190,7 @@ pub fn list(cache: &Cache) -> Vec<RunRecord> {
         .filter_map(|e| std::fs::read(e.path()).ok())
         .filter_map(|b| serde_json::from_slice(&b).ok())
         .collect();
-    out.sort_by(|a: &RunRecord, b| b.started_unix_ms.cmp(&a.started_unix_ms));
+    out.sort_by_key(|r: &RunRecord| std::cmp::Reverse(r.started_unix_ms));
     out
 }
 

@@ -328,7 +328,7 @@ fn execute(
     let (input_parts, inputs) = inputs_of(ps, upstream);
     let parts = key_parts(ps, input_parts, files);
     let key = parts.key();
-    let forced = opts.force_all || opts.force.iter().any(|f| *f == ps.name);
+    let forced = opts.force_all || opts.force.contains(&ps.name);
     let outcome = |status, manifest: Manifest| StageOutcome {
         name: ps.name.clone(),
         kind: ps.kind.clone(),
@@ -341,7 +341,7 @@ fn execute(
     };
     let check = |obs: &dyn Observer| -> Result<Option<Manifest>> {
         match cache.lookup(&key, opts.verify) {
-            Lookup::Hit(m) => Ok(Some(m)),
+            Lookup::Hit(m) => Ok(Some(*m)),
             Lookup::Miss => Ok(None),
             Lookup::Corrupt(reason) => {
                 let to = cache.quarantine(&key)?;
@@ -350,10 +350,8 @@ fn execute(
             }
         }
     };
-    if !forced {
-        if let Some(m) = check(obs)? {
-            return Ok(outcome(Status::Cached, m));
-        }
+    if !forced && let Some(m) = check(obs)? {
+        return Ok(outcome(Status::Cached, m));
     }
     let _lock = cache.lock(&key, || obs.waiting(&ps.name))?;
     if !forced {

@@ -79,7 +79,7 @@ pub fn status(
                     key: key.clone(),
                     parts,
                     out_dir: cache.out_dir(&key),
-                    manifest,
+                    manifest: *manifest,
                     seconds: 0.0,
                 });
                 out.push(StageStatus {
