@@ -141,7 +141,13 @@ impl Stage for Render {
         }
         let source = TemplateSource::parse(&p.template, env.recipe_dir, &project_templates_dir())
             .map_err(render_error)?;
-        let model = model_template(&p, env.model, env.recipe_dir)?;
+        // The model is only consulted when it decides something: its template,
+        // or token texts the params leave open.
+        let model = if source == TemplateSource::Model || p.bos.is_none() || p.eos.is_none() {
+            model_template(&p, env.model, env.recipe_dir)?
+        } else {
+            None
+        };
         let mut files: Vec<PathBuf> = source.file().map(Path::to_path_buf).into_iter().collect();
         if source == TemplateSource::Model {
             match &model {
@@ -164,16 +170,20 @@ impl Stage for Render {
             TemplateSource::Project { name, .. } => template_default_tokens(name),
             _ => (None, None),
         };
+        // A known model's tokens are the truth (a model without BOS has none);
+        // the template's usual tokens only stand in when no model is named.
         let model_tokens = model.as_ref().map(|(m, _)| m);
         if p.bos.is_none() {
-            p.bos = model_tokens
-                .and_then(|m| m.bos_token.clone())
-                .or(default_bos.map(str::to_owned));
+            p.bos = match model_tokens {
+                Some(m) => m.bos_token.clone(),
+                None => default_bos.map(str::to_owned),
+            };
         }
         if p.eos.is_none() {
-            p.eos = model_tokens
-                .and_then(|m| m.eos_token.clone())
-                .or(default_eos.map(str::to_owned));
+            p.eos = match model_tokens {
+                Some(m) => m.eos_token.clone(),
+                None => default_eos.map(str::to_owned),
+            };
         }
         let params = serde_json::to_value(&p)
             .map_err(|e| StageError::failed(format!("cannot serialize params: {e}")))?;

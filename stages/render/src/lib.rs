@@ -49,6 +49,41 @@ pub use resolve::{
 };
 pub use rows::{OnPrefixMismatch, RenderOptions, RenderStats, RowPrompt, render_row, render_rows};
 
+/// Compile the template a `--template`/`template:` value names, with the
+/// token texts resolved as the render stage does: explicit `bos`/`eos`, else
+/// the model's when a model is given (none if it has none), else the project
+/// template's usual ones, else empty.
+///
+/// `spec` is a project template name, a `.jinja` path (relative to
+/// `base_dir`) or `model`; `model` carries the model's template and tokens
+/// (from `pipe_model::metadata`) when one is known.
+pub fn load_template(
+    spec: &str,
+    base_dir: &std::path::Path,
+    model: Option<&ModelTemplate>,
+    bos: Option<&str>,
+    eos: Option<&str>,
+    date: Option<&str>,
+) -> Result<ChatTemplate, RenderError> {
+    let resolved = resolve_template(spec, base_dir, &project_templates_dir(), model)?;
+    let (default_bos, default_eos) = template_default_tokens(spec);
+    // A known model's tokens are the truth (a model without BOS has none).
+    let pick =
+        |given: Option<&str>, from_model: Option<Option<&String>>, default: Option<&str>| match (
+            given, from_model,
+        ) {
+            (Some(g), _) => g.to_owned(),
+            (None, Some(m)) => m.cloned().unwrap_or_default(),
+            (None, None) => default.unwrap_or_default().to_owned(),
+        };
+    let config = TemplateConfig {
+        bos_token: pick(bos, model.map(|m| m.bos_token.as_ref()), default_bos),
+        eos_token: pick(eos, model.map(|m| m.eos_token.as_ref()), default_eos),
+        date: Date::parse(date.unwrap_or(DEFAULT_DATE))?,
+    };
+    ChatTemplate::new(resolved.name, &resolved.source, config)
+}
+
 /// Render one conversation given as JSON, as `pipe template render` prints it.
 ///
 /// `name` labels errors; `source` is the template text; `messages_json` a JSON
@@ -77,4 +112,47 @@ pub fn render_conversation(
         tools_json,
         add_generation_prompt,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_template_resolves_tokens_in_order() {
+        let dir = std::path::Path::new(".");
+        let one = r#"[{"role": "user", "content": "Q"}]"#;
+        // The project template's usual BOS when nothing else is known.
+        let t = load_template("llama3", dir, None, None, None, None).unwrap();
+        assert!(
+            t.render_json(one, None, false)
+                .unwrap()
+                .starts_with("<|begin_of_text|>")
+        );
+        // The model's tokens win over the defaults; explicit ones over both.
+        let model = ModelTemplate {
+            chat_template: Some("{{ bos_token }}|{{ eos_token }}".into()),
+            bos_token: Some("<m>".into()),
+            eos_token: Some("</m>".into()),
+        };
+        let t = load_template("model", dir, Some(&model), None, Some("<e>"), None).unwrap();
+        assert_eq!(t.render_json(one, None, false).unwrap(), "<m>|<e>");
+        assert!(load_template("chatml", dir, None, None, None, Some("2024-02-30")).is_err());
+    }
+
+    #[test]
+    fn render_conversation_for_the_cli() {
+        let out = render_conversation(
+            "t",
+            "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}{{ tools | tojson }}{% endif %}{% if add_generation_prompt %}>{% endif %}",
+            r#"[{"role": "user", "content": "hi"}]"#,
+            true,
+            Some(r#"[{"name": "f", "a": 1}]"#),
+            Some("<s>"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(out, r#"<s>hi[{"name": "f", "a": 1}]>"#);
+    }
 }
