@@ -1,0 +1,214 @@
+//! One rendered example to token ids and labels: masking, BOS, end-of-turn, truncation.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{ModelTokenizer, TokenizeError};
+
+/// Label of a token that is not trained on (PyTorch's cross-entropy ignore index).
+pub const IGNORE: i32 = -100;
+
+/// One rendered conversation: its text and the byte ranges to learn.
+#[derive(Debug, Clone, Copy)]
+pub struct Example<'a> {
+    pub text: &'a str,
+    /// Byte ranges `[start, end)` of `text` to train on (each assistant turn
+    /// with its end-of-turn text), in any order.
+    pub spans: &'a [(u32, u32)],
+}
+
+/// Token ids with aligned labels (not shifted).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tokenized {
+    pub input_ids: Vec<u32>,
+    pub labels: Vec<i32>,
+}
+
+impl Tokenized {
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+    pub fn trained(&self) -> usize {
+        self.labels.iter().filter(|&&l| l != IGNORE).count()
+    }
+}
+
+/// What to do with an example longer than `max_len` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Truncate {
+    /// Keep the first `max_len` tokens (cut the end of the conversation).
+    #[default]
+    Response,
+    /// Keep the last tokens (cut the start of the prompt, after BOS).
+    Prompt,
+    /// Leave the example out.
+    Drop,
+}
+
+/// Which assistant turns are learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainOn {
+    /// Every assistant turn.
+    #[default]
+    All,
+    /// Only the final assistant turn.
+    Last,
+}
+
+/// How examples become labelled token sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExampleOptions {
+    pub max_len: usize,
+    pub truncate: Truncate,
+    pub train_on_prompt: bool,
+    pub train_on: TrainOn,
+}
+
+/// The fate of one example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Kept(Tokenized),
+    /// Longer than `max_len` with `truncate: drop`.
+    TooLong,
+    /// No token left to learn (no assistant span, or truncated away).
+    NothingToLearn,
+}
+
+/// What happened to one example, for the stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExampleResult {
+    pub outcome: Outcome,
+    /// Tokens before truncation (BOS included).
+    pub full_len: usize,
+    pub truncated: bool,
+    pub bos_added: bool,
+    /// The end-of-turn token after a span was outside it and got learned anyway.
+    pub eot_added: u32,
+}
+
+/// Tokenize one example. `row` only serves error messages.
+pub fn tokenize_example(
+    tok: &ModelTokenizer,
+    row: usize,
+    example: Example<'_>,
+    opts: &ExampleOptions,
+) -> Result<ExampleResult, TokenizeError> {
+    let text = example.text;
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(example.spans.len());
+    for &(start, end) in example.spans {
+        if start > end || end as usize > text.len() {
+            return Err(TokenizeError::BadSpan {
+                row,
+                start,
+                end,
+                len: text.len(),
+            });
+        }
+        if start < end {
+            spans.push((start as usize, end as usize));
+        }
+    }
+    spans.sort_unstable();
+    if opts.train_on == TrainOn::Last {
+        spans.drain(..spans.len().saturating_sub(1));
+    }
+    let encoding = tok
+        .tokenizer
+        .encode(text, false)
+        .map_err(|e| TokenizeError::Encode {
+            row,
+            message: e.to_string(),
+        })?;
+    let ids = encoding.get_ids();
+    let offsets = encoding.get_offsets();
+
+    let mut labels = vec![IGNORE; ids.len()];
+    let mut eot_added = 0;
+    if opts.train_on_prompt {
+        labels
+            .iter_mut()
+            .zip(ids)
+            .for_each(|(l, &id)| *l = id as i32);
+    } else {
+        // Token and span starts both increase: one merge pass. A token is learned when
+        // it overlaps a span (as transformers' assistant mask does with char_to_token);
+        // an empty-offset token counts as the byte where it sits.
+        let mut k = 0;
+        for (i, &(s, e)) in offsets.iter().enumerate() {
+            let e = e.max(s + 1);
+            while k < spans.len() && spans[k].1 <= s {
+                k += 1;
+            }
+            if k < spans.len() && spans[k].0 < e {
+                labels[i] = ids[i] as i32;
+            }
+        }
+        // The end-of-turn token right after a span is learned too: otherwise the
+        // model never learns to stop.
+        for &(_, end) in &spans {
+            let next = offsets.partition_point(|&(s, _)| s < end);
+            if next < ids.len() && labels[next] == IGNORE && tok.stop_ids.contains(&ids[next]) {
+                labels[next] = ids[next] as i32;
+                eot_added += 1;
+            }
+        }
+    }
+
+    let mut input_ids = Vec::with_capacity(ids.len() + 1);
+    let bos = tok.bos_to_add(ids);
+    if let Some(bos) = bos {
+        input_ids.push(bos);
+        labels.insert(0, IGNORE);
+    }
+    input_ids.extend_from_slice(ids);
+    let full_len = input_ids.len();
+    let mut truncated = false;
+    if full_len > opts.max_len {
+        match opts.truncate {
+            Truncate::Drop => {
+                return Ok(ExampleResult {
+                    outcome: Outcome::TooLong,
+                    full_len,
+                    truncated: false,
+                    bos_added: bos.is_some(),
+                    eot_added,
+                });
+            }
+            Truncate::Response => {
+                input_ids.truncate(opts.max_len);
+                labels.truncate(opts.max_len);
+            }
+            Truncate::Prompt => {
+                // Keep a leading BOS, then the last tokens.
+                let keep_head =
+                    usize::from(tok.bos_id.is_some() && input_ids.first() == tok.bos_id.as_ref());
+                let cut = full_len - opts.max_len;
+                input_ids.drain(keep_head..keep_head + cut);
+                labels.drain(keep_head..keep_head + cut);
+            }
+        }
+        truncated = true;
+    }
+    // Nothing predicts the first token of a sequence or segment.
+    if let Some(first) = labels.first_mut() {
+        *first = IGNORE;
+    }
+    let tokenized = Tokenized { input_ids, labels };
+    let outcome = if tokenized.trained() == 0 {
+        Outcome::NothingToLearn
+    } else {
+        Outcome::Kept(tokenized)
+    };
+    Ok(ExampleResult {
+        outcome,
+        full_len,
+        truncated,
+        bos_added: bos.is_some(),
+        eot_added,
+    })
+}

