@@ -320,3 +320,42 @@ fn cache_dir_flag_and_env_move_the_cache() {
             .all(|s| s["status"] == "cached")
     );
 }
+
+#[test]
+fn a_failed_gate_exits_3_after_finishing_and_metrics_are_recorded() {
+    let t = Sandbox::new();
+    t.write(
+        "recipe.yaml",
+        "stages:\n  score: {kind: command, run: 'echo ''{\"accuracy\": 0.75}'' > {output}/metrics.json', gates: {accuracy: '>= 0.8'}}\n  after: {kind: command, from: score, run: 'cp {input}/metrics.json {output}/'}\n",
+    );
+    let out = t
+        .pipe(&["run", "recipe.yaml", "--json"])
+        .code(3)
+        .stderr_has("gate failed: score.accuracy = 0.7500, needs >= 0.8");
+    assert_eq!(
+        out.ran(),
+        ["score", "after"],
+        "the run finishes before reporting the gate"
+    );
+    assert_eq!(out.json()["status"], "gate_failed");
+    // Cached, the gate still fails: the report lives in the cache entry.
+    t.pipe(&["run", "recipe.yaml"]).code(3);
+    t.pipe(&["runs"])
+        .success()
+        .stdout_has("score.accuracy=0.7500");
+    t.pipe(&[
+        "run",
+        "recipe.yaml",
+        "--set",
+        "stages.score.gates.accuracy=>= 0.7",
+    ])
+    .success();
+    t.pipe(&[
+        "validate",
+        "recipe.yaml",
+        "--set",
+        "stages.score.gates.accuracy=about 1",
+    ])
+    .code(2)
+    .stderr_has("gate `accuracy: about 1`");
+}

@@ -138,7 +138,11 @@ pub fn print_error(e: &Error) {
     if let Some(loc) = e.loc() {
         eprintln!("  --> {loc}");
     }
-    let mut source = std::error::Error::source(e);
+    // A failed stage's own error is already in the first line.
+    let mut source = match e {
+        Error::StageFailed { source, .. } => std::error::Error::source(source),
+        _ => std::error::Error::source(e),
+    };
     while let Some(s) = source {
         eprintln!("caused by: {s}");
         source = s.source();

@@ -46,6 +46,10 @@ pub struct CommandParams {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Gates on the numbers the command writes to `metrics.json` in its first
+    /// output, e.g. `{accuracy: ">= 0.8"}`; a failed gate makes `pipe run` exit 3.
+    #[serde(default)]
+    pub gates: BTreeMap<String, String>,
 }
 
 impl CommandParams {
@@ -54,7 +58,10 @@ impl CommandParams {
     }
 }
 
-const FIELDS: &[&str] = &["run", "outputs", "files", "env"];
+const FIELDS: &[&str] = &["run", "outputs", "files", "env", "gates"];
+
+/// Metrics file a command may write into its first output.
+pub const METRICS_FILE: &str = "metrics.json";
 
 /// Runs a shell command; see the module docs.
 pub struct CommandStage;
@@ -119,6 +126,13 @@ impl Stage for CommandStage {
                     .with_hint("paths are relative to the recipe's folder"));
             }
             files.extend(matched);
+        }
+        for (metric, condition) in &p.gates {
+            parse_condition(condition).map_err(|e| {
+                StageError::params(format!("gate `{metric}: {condition}`: {e}"))
+                    .with_key(format!("gates.{metric}"))
+                    .with_hint("write a comparison and a number, e.g. `>= 0.8`")
+            })?;
         }
         let canonical = serde_json::to_value(&p).expect("params serialize");
         check_placeholders(&p, env.inputs.len(), files.len())?;
@@ -207,8 +221,58 @@ impl Stage for CommandStage {
         };
         report.stats.insert("files".into(), nfiles.into());
         report.stats.insert("bytes".into(), total.into());
+        let metrics_path = ctx.output_dir(&p.outputs[0]).join(METRICS_FILE);
+        if metrics_path.exists() {
+            let text = std::fs::read_to_string(&metrics_path).map_err(|e| {
+                StageError::failed(format!("cannot read {}: {e}", metrics_path.display()))
+            })?;
+            let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) else {
+                return Err(StageError::failed(format!(
+                    "{METRICS_FILE} written by the command is not a JSON object"
+                ))
+                .with_hint("write e.g. {\"accuracy\": 0.83}"));
+            };
+            report.metrics = map;
+        }
+        for (metric, condition) in &p.gates {
+            let (op, threshold) = parse_condition(condition).map_err(StageError::params)?;
+            let Some(value) = report.metrics.get(metric).and_then(Value::as_f64) else {
+                return Err(StageError::failed(format!(
+                    "gate on `{metric}`: the command wrote no number `{metric}` into {{output}}/{METRICS_FILE}"
+                )));
+            };
+            let passed = match op {
+                ">=" => value >= threshold,
+                "<=" => value <= threshold,
+                ">" => value > threshold,
+                "<" => value < threshold,
+                _ => value == threshold,
+            };
+            report.gates.push(crate::stage::GateResult {
+                metric: metric.clone(),
+                condition: condition.clone(),
+                value,
+                threshold,
+                passed,
+            });
+        }
         Ok(report)
     }
+}
+
+/// `>= 0.8` -> (">=", 0.8).
+fn parse_condition(condition: &str) -> Result<(&'static str, f64), String> {
+    let c = condition.trim();
+    for op in [">=", "<=", "==", ">", "<"] {
+        if let Some(rest) = c.strip_prefix(op) {
+            return rest
+                .trim()
+                .parse::<f64>()
+                .map(|v| (op, v))
+                .map_err(|_| format!("`{}` is not a number", rest.trim()));
+        }
+    }
+    Err("expected one of >=, <=, ==, >, < followed by a number".into())
 }
 
 fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {

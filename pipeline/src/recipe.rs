@@ -375,12 +375,10 @@ pub fn apply_set(tree: &mut Node, set: &str) -> Result<()> {
     }
     let file = Arc::new(PathBuf::from(format!("--set {set}")));
     let loc = Loc::new(file.clone(), 0, 0);
-    let mut value = yaml::parse(value, &file).map_err(|e| {
-        Error::usage(format!(
-            "`--set {set}`: the value is not valid YAML: {}",
-            e.message
-        ))
-    })?;
+    // Typed like the file; text that is not valid YAML on its own (`>= 0.7`,
+    // `a: b: c`) is taken as a plain string, as a user typing it means.
+    let mut value = yaml::parse(value, &file)
+        .unwrap_or_else(|_| Node::new(NodeValue::Str(value.to_owned()), loc.clone()));
     relocate(&mut value, &loc);
     let mut node = tree;
     let parts: Vec<&str> = path.split('.').collect();
