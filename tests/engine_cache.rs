@@ -359,3 +359,31 @@ fn a_failed_gate_exits_3_after_finishing_and_metrics_are_recorded() {
     .code(2)
     .stderr_has("gate `accuracy: about 1`");
 }
+
+#[test]
+fn status_and_diff_explain_what_changed() {
+    let t = sandbox();
+    let first = t.pipe(&["run", "recipe.yaml", "--json"]).success();
+    t.pipe(&["status", "recipe.yaml"])
+        .success()
+        .stdout_has("a  cached")
+        .stdout_has("d  cached");
+    let set = "stages.a.run=sort -r {files[0]} > {output}/data.txt";
+    let second = t
+        .pipe(&["run", "recipe.yaml", "--json", "--until", "a", "--set", set])
+        .success();
+    assert_eq!(second.ran(), ["a"]);
+    t.pipe(&["status", "recipe.yaml", "--set", set])
+        .success()
+        .stdout_has("a  cached")
+        .stdout_has("b  will run: upstream a produced new output")
+        .stdout_has("c  will run: upstream b will run");
+    let (h1, h2) = (
+        first.json()["run_hash"].as_str().unwrap().to_owned(),
+        second.json()["run_hash"].as_str().unwrap().to_owned(),
+    );
+    t.pipe(&["diff", &h1[..12], &h2[..12]])
+        .success()
+        .stdout_has("params.a.run: \"cp {files[0]} {output}/data.txt\" -> \"sort -r {files[0]} > {output}/data.txt\"")
+        .stdout_has("stage b: only in");
+}
