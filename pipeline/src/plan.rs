@@ -321,7 +321,11 @@ pub(crate) mod tests {
                 files: vec![],
             })
         }
-        fn run(&self, _ctx: &RunContext<'_>) -> std::result::Result<StageReport, StageError> {
+        fn run(&self, ctx: &RunContext<'_>) -> std::result::Result<StageReport, StageError> {
+            if ctx.params.get("panic").is_some() {
+                panic!("echo was told to panic");
+            }
+            std::fs::write(ctx.output_dir("out").join("x"), ctx.stage_name).unwrap();
             Ok(StageReport::default())
         }
     }
@@ -334,6 +338,38 @@ pub(crate) mod tests {
         let mut reg = Registry::new();
         reg.add(Echo);
         plan(recipe, &reg)
+    }
+
+    #[test]
+    fn a_panicking_stage_fails_cleanly_and_publishes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("r.yaml");
+        std::fs::write(
+            &p,
+            "stages:\n  a: {kind: echo}\n  b: {kind: echo, from: a, panic: true}\n",
+        )
+        .unwrap();
+        let mut reg = Registry::new();
+        reg.add(Echo);
+        let plan = plan(Recipe::load(&p, &[]).unwrap(), &reg).unwrap();
+        let cache = crate::cache::Cache::new(d.path().join(".pipe"));
+        let memo = crate::filehash::FileMemo::in_memory();
+        let opts = crate::run::RunOptions {
+            jobs: 2,
+            threads: 1,
+            ..Default::default()
+        };
+        let summary = crate::run::run(&plan, &cache, &memo, &opts, &crate::run::Quiet).unwrap();
+        let (stage, err) = summary.error.expect("b fails");
+        assert_eq!(stage, "b");
+        assert!(err.to_string().contains("echo was told to panic"), "{err}");
+        assert_eq!(summary.stages.len(), 1);
+        assert_eq!(
+            std::fs::read_dir(d.path().join(".pipe/cache"))
+                .unwrap()
+                .count(),
+            1
+        );
     }
 
     fn plan_err(text: &str) -> Error {

@@ -382,7 +382,19 @@ fn execute(
         threads: opts.threads.max(1),
         progress: progress.as_ref(),
     };
-    let report = ps.stage.run(&ctx).map_err(|e| Error::StageFailed {
+    // A panicking stage is a failed stage, not a crashed run: the other
+    // workers finish, the record is written, nothing of this stage is published.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ps.stage.run(&ctx)))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(StageError::failed(format!("the stage panicked: {what}"))
+                .with_hint("this is a bug in the stage kind; please report it with the recipe"))
+        });
+    let report = result.map_err(|e| Error::StageFailed {
         stage: ps.name.clone(),
         source: e,
     })?;
