@@ -380,6 +380,17 @@ pub fn apply_set(tree: &mut Node, set: &str) -> Result<()> {
     let mut value = yaml::parse(value, &file)
         .unwrap_or_else(|_| Node::new(NodeValue::Str(value.to_owned()), loc.clone()));
     relocate(&mut value, &loc);
+    // `--set adapter.lr=1e-4` is short for `--set stages.adapter.lr=1e-4`.
+    let first = path.split('.').next().unwrap_or_default();
+    let full;
+    let path = if !TOP_LEVEL_KEYS.contains(&first)
+        && tree.get("stages").and_then(|s| s.get(first)).is_some()
+    {
+        full = format!("stages.{path}");
+        full.as_str()
+    } else {
+        path
+    };
     let mut node = tree;
     let parts: Vec<&str> = path.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
@@ -654,5 +665,11 @@ mod tests {
         assert!(apply_set(&mut t, "a.b=1").is_err());
         apply_set(&mut t, "c.d=[1, 2]").unwrap();
         assert_eq!(t.to_json()["c"]["d"], serde_json::json!([1, 2]));
+        let mut t = yaml::parse("stages: {train: {lr: 1}}\n", Path::new("r")).unwrap();
+        apply_set(&mut t, "train.lr=1e-4").unwrap();
+        assert_eq!(
+            t.to_json()["stages"]["train"]["lr"],
+            serde_json::json!(1e-4)
+        );
     }
 }
