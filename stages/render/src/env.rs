@@ -11,9 +11,10 @@ use crate::date::Date;
 use crate::error::RenderError;
 use crate::pyjson;
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::{Kwargs, Rest};
+use minijinja::value::{Enumerator, Kwargs, Object, Rest};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value};
 use std::fmt;
+use std::sync::Arc;
 
 /// What a template sees besides the conversation.
 #[derive(Debug, Clone)]
@@ -43,6 +44,45 @@ pub struct ChatTemplate {
     source: String,
     config: TemplateConfig,
     env: Environment<'static>,
+    // The token texts as template values, made once (cheap to clone).
+    bos: Value,
+    eos: Value,
+}
+
+/// The variables transformers passes to a chat template. A struct rather than
+/// a map: it is built for every rendering, and a lookup by name needs no hashing.
+#[derive(Debug)]
+struct RenderContext {
+    messages: Value,
+    tools: Value,
+    add_generation_prompt: bool,
+    bos_token: Value,
+    eos_token: Value,
+}
+
+impl Object for RenderContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "messages" => self.messages.clone(),
+            "tools" => self.tools.clone(),
+            "documents" => Value::from(()),
+            "add_generation_prompt" => Value::from(self.add_generation_prompt),
+            "bos_token" => self.bos_token.clone(),
+            "eos_token" => self.eos_token.clone(),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&[
+            "messages",
+            "tools",
+            "documents",
+            "add_generation_prompt",
+            "bos_token",
+            "eos_token",
+        ])
+    }
 }
 
 impl fmt::Debug for ChatTemplate {
@@ -79,6 +119,8 @@ impl ChatTemplate {
         Ok(ChatTemplate {
             name,
             source: source.to_owned(),
+            bos: Value::from(config.bos_token.as_str()),
+            eos: Value::from(config.eos_token.as_str()),
             config,
             env,
         })
@@ -106,14 +148,13 @@ impl ChatTemplate {
         tools: Option<&Value>,
         add_generation_prompt: bool,
     ) -> Result<String, RenderError> {
-        let ctx = crate::json::map([
-            ("messages", messages.clone()),
-            ("tools", tools.cloned().unwrap_or(Value::from(()))),
-            ("documents", Value::from(())),
-            ("add_generation_prompt", Value::from(add_generation_prompt)),
-            ("bos_token", Value::from(self.config.bos_token.as_str())),
-            ("eos_token", Value::from(self.config.eos_token.as_str())),
-        ]);
+        let ctx = Value::from_object(RenderContext {
+            messages: messages.clone(),
+            tools: tools.cloned().unwrap_or(Value::from(())),
+            add_generation_prompt,
+            bos_token: self.bos.clone(),
+            eos_token: self.eos.clone(),
+        });
         let template = self
             .env
             .get_template(&self.name)
@@ -271,7 +312,12 @@ fn python_formatter(
 ) -> Result<(), Error> {
     use minijinja::value::ValueKind;
     match value.kind() {
-        ValueKind::String | ValueKind::Undefined => minijinja::escape_formatter(out, state, value),
+        // Plain text is written as is (no escaping, no `fmt` machinery): this
+        // is most of a chat template's output.
+        ValueKind::String => out
+            .write_str(value.as_str().unwrap_or_default())
+            .map_err(Error::from),
+        ValueKind::Undefined => minijinja::escape_formatter(out, state, value),
         ValueKind::Number if value.is_integer() => minijinja::escape_formatter(out, state, value),
         _ => {
             let mut text = String::new();
