@@ -117,15 +117,11 @@ pub fn tokenize_example(
     if opts.train_on == TrainOn::Last {
         spans.drain(..spans.len().saturating_sub(1));
     }
-    let encoding = tok
-        .tokenizer
-        .encode(text, false)
-        .map_err(|e| TokenizeError::Encode {
-            row,
-            message: e.to_string(),
-        })?;
-    let ids = encoding.get_ids();
-    let offsets = encoding.get_offsets();
+    let (ids, offsets) = tok.encode_with_offsets(text).map_err(|e| match e {
+        TokenizeError::Encode { message, .. } => TokenizeError::Encode { row, message },
+        other => other,
+    })?;
+    let (ids, offsets) = (&ids[..], &offsets[..]);
 
     let mut labels = vec![IGNORE; ids.len()];
     let mut eot_added = 0;

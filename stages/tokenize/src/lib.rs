@@ -24,6 +24,7 @@
 pub mod arrow_io;
 mod error;
 mod example;
+mod fast;
 mod load;
 pub mod pack;
 pub mod pretok;

@@ -13,6 +13,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::TokenizeError;
+use crate::fast::Fast;
 use crate::pretok;
 
 /// A model's tokenizer with the special-token facts that masking needs.
@@ -28,6 +29,9 @@ pub struct ModelTokenizer {
     /// Whether the model's tokenizer puts BOS in front of a text by itself.
     pub add_bos: bool,
     pub meta: ModelMeta,
+    /// The fast encoder for tokenizers built here (see `fast.rs`); `None` for
+    /// tokenizer.json folders. Built from `tokenizer` at load time.
+    pub(crate) fast: Option<Fast>,
 }
 
 impl std::fmt::Debug for ModelTokenizer {
@@ -68,20 +72,47 @@ impl ModelTokenizer {
 
     /// [`ModelTokenizer::encode`] returning the tokenizer's error.
     pub fn try_encode(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
-        let encoding =
-            self.tokenizer
-                .encode_fast(text, false)
-                .map_err(|e| TokenizeError::Encode {
-                    row: 0,
-                    message: e.to_string(),
-                })?;
-        let ids = encoding.get_ids();
+        let (ids, _) = self.encode_with_offsets(text)?;
         let mut out = Vec::with_capacity(ids.len() + 1);
-        if let Some(bos) = self.bos_to_add(ids) {
+        if let Some(bos) = self.bos_to_add(&ids) {
             out.push(bos);
         }
-        out.extend_from_slice(ids);
+        out.extend_from_slice(&ids);
         Ok(out)
+    }
+
+    /// Token ids of `text` with the byte range of `text` each one covers; no BOS.
+    pub fn encode_with_offsets(
+        &self,
+        text: &str,
+    ) -> Result<(Vec<u32>, Vec<(usize, usize)>), TokenizeError> {
+        let Some(fast) = &self.fast else {
+            return self.encode_with_tokenizers(text);
+        };
+        let mut ids = Vec::with_capacity(text.len() / 3);
+        let mut offsets = Vec::with_capacity(text.len() / 3);
+        fast.encode(&self.tokenizer, text, &mut ids, &mut offsets)
+            .map_err(|e| TokenizeError::Encode {
+                row: 0,
+                message: e.to_string(),
+            })?;
+        Ok((ids, offsets))
+    }
+
+    /// [`ModelTokenizer::encode_with_offsets`] through the full tokenizers pipeline
+    /// (what the fast path is checked against).
+    pub fn encode_with_tokenizers(
+        &self,
+        text: &str,
+    ) -> Result<(Vec<u32>, Vec<(usize, usize)>), TokenizeError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| TokenizeError::Encode {
+                row: 0,
+                message: e.to_string(),
+            })?;
+        Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
     }
 
     /// The BOS to put in front of `ids`, if the tokenizer adds one and it is not there yet.
@@ -191,7 +222,9 @@ fn builtin_tiny() -> ModelTokenizer {
         pad_id: Some(builtin::ENDOFTEXT_ID),
         add_bos: false,
         meta,
+        fast: None,
     };
+    tok.fast = Some(Fast::bytes(&tok.tokenizer));
     tok.finish_stop_ids([]);
     tok
 }
@@ -219,6 +252,7 @@ fn hf_folder(
         pad_id: None,
         add_bos: false,
         meta,
+        fast: None,
     };
     tok.bos_id = tok.id(tok.meta.bos_token.as_deref());
     tok.eos_id = tok.id(tok.meta.eos_token.as_deref());
@@ -387,6 +421,12 @@ pub fn gguf(file: &GgufFile) -> Result<ModelTokenizer, TokenizeError> {
             .unwrap_or(false)
             && bos_id.is_some(),
         meta: pipe_model::gguf_meta(file),
+        fast: None,
+    };
+    tok.fast = match pre {
+        pretok::PreTokenizer::Gpt2 => Some(Fast::gpt2(&tok.tokenizer, false)),
+        pretok::PreTokenizer::DigitsGpt2 => Some(Fast::gpt2(&tok.tokenizer, true)),
+        pretok::PreTokenizer::Split { .. } => None,
     };
     let extra: Vec<u32> = ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
         .iter()

@@ -213,3 +213,90 @@ fn smollm2_gguf_matches_reference_ids() {
     assert_eq!(tok.decode(&learned), "Hello!<|im_end|>");
     assert!(!r.bos_added);
 }
+
+/// Strings where the split rules are easy to get wrong.
+const TRICKY: &[&str] = &[
+    "",
+    " ",
+    "  ",
+    "a  b",
+    "a \n\n b",
+    "\n\n\n",
+    "x   ",
+    "   x",
+    "tab\t\tx",
+    "12 345 6789",
+    "it's I'M O'Neil 'quoted' we'LL",
+    "<|im_start|><|im_end|>",
+    "<|im_start",
+    "a<|im_end|>b<think>c",
+    "é à ü ß",
+    "日本語のテキスト",
+    "🙂🙂 x",
+    "\u{00A0}nbsp x \u{00A0}\u{00A0}y",
+    "\u{2003}em\u{2003}\u{2003}space",
+    "line\r\nwin\r\n\r\n",
+    "mixed123abc456",
+    "¼ ½ ², ٣ Ⅻ",
+    "..., !!! ??? \n!",
+    " - * / ",
+    "https://example.com/a?b=c&d=e",
+    "<|im_start|>user\nWhat is 12+7?<|im_end|>\n<|im_start|>assistant\n19<|im_end|>\n",
+];
+
+fn assert_fast_matches_tokenizers(tok: &ModelTokenizer, text: &str) {
+    let fast = tok.encode_with_offsets(text).unwrap();
+    let reference = tok.encode_with_tokenizers(text).unwrap();
+    assert_eq!(fast.0, reference.0, "ids of {text:?}");
+    if text.is_ascii() {
+        assert_eq!(fast.1, reference.1, "offsets of {text:?}");
+    }
+}
+
+#[test]
+fn fast_path_matches_tokenizers_on_synthetic_gguf() {
+    for pre in ["smollm", "gpt-2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_gguf(dir.path(), "gpt2", Some(pre));
+        let tok = load_tokenizer(&ResolvedModel::Gguf { path }).unwrap();
+        for text in TRICKY {
+            assert_fast_matches_tokenizers(&tok, text);
+        }
+    }
+}
+
+#[test]
+fn fast_path_matches_tokenizers_on_builtin() {
+    let tok = load_tokenizer(&ResolvedModel::Builtin {
+        name: "tiny".into(),
+    })
+    .unwrap();
+    for text in TRICKY {
+        assert_fast_matches_tokenizers(&tok, text);
+    }
+}
+
+#[test]
+fn smollm2_fast_path_matches_tokenizers() {
+    let Some(path) = smollm2_gguf() else {
+        eprintln!("skipped: SmolLM2 GGUF not found (set SMOLLM2_GGUF)");
+        return;
+    };
+    let tok = load_tokenizer(&ResolvedModel::Gguf { path }).unwrap();
+    for text in TRICKY {
+        assert_fast_matches_tokenizers(&tok, text);
+    }
+    // Varied chat texts: words, numbers, punctuation and whitespace runs.
+    let words = [
+        "the", "Capital", "of", "1234", "France?", "  ", "\n\n", "x,y", "don't", "é", "42.5%", "\t",
+    ];
+    for i in 0..1500usize {
+        let mut text = String::from("<|im_start|>user\n");
+        for k in 0..(i % 17 + 1) {
+            text.push_str(words[(i * 7 + k * 3) % words.len()]);
+            text.push(if (i + k) % 5 == 0 { '\n' } else { ' ' });
+        }
+        text.push_str("<|im_end|>\n<|im_start|>assistant\n");
+        assert_fast_matches_tokenizers(&tok, &text);
+    }
+}
