@@ -143,7 +143,7 @@ fn a_killed_run_leaves_no_partial_entry_and_the_next_run_completes() {
     let t = sandbox();
     t.write(
         "recipe.yaml",
-        "stages:\n  a: {kind: command, run: 'echo ok > {output}/x'}\n  b: {kind: command, from: a, run: 'echo partial > {output}/x; if [ -f slow ]; then sleep 60; fi; echo done >> {output}/x'}\n",
+        "stages:\n  a: {kind: command, run: 'echo ok > {output}/x'}\n  b: {kind: command, from: a, run: 'echo partial > {output}/b.txt; if [ -f slow ]; then sleep 60; fi; echo done >> {output}/b.txt'}\n",
     );
     t.write("slow", "");
     let mut child = t
@@ -159,7 +159,7 @@ fn a_killed_run_leaves_no_partial_entry_and_the_next_run_completes() {
             .into_iter()
             .flatten()
             .flatten()
-            .map(|e| e.path().join("out/out/x"))
+            .map(|e| e.path().join("out/out/b.txt"))
             .find(|p| p.exists());
         if let Some(p) = found {
             break p;
@@ -186,7 +186,7 @@ fn a_killed_run_leaves_no_partial_entry_and_the_next_run_completes() {
     assert!(!partial.exists(), "the dead run's leftovers are cleaned");
     let dir = out.stage("b")["output_dir"].as_str().unwrap().to_owned();
     assert_eq!(
-        std::fs::read_to_string(format!("{dir}/out/x")).unwrap(),
+        std::fs::read_to_string(format!("{dir}/out/b.txt")).unwrap(),
         "partial\ndone\n"
     );
 }

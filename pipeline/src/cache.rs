@@ -245,6 +245,26 @@ impl Cache {
         Ok(KeyLock { _file: file })
     }
 
+    /// Held (shared) by every `pipe run` for its whole duration, so that `pipe gc`
+    /// (which takes it exclusively) never removes an entry a run is about to read.
+    pub fn run_guard(&self) -> Result<KeyLock> {
+        let path = self.root.join("gc.lock");
+        let file = lock_file(&path).map_err(|e| Error::io("cannot create lock", &path, e))?;
+        fs4::FileExt::lock_shared(&file).map_err(|e| Error::io("cannot lock", &path, e))?;
+        Ok(KeyLock { _file: file })
+    }
+
+    /// The exclusive side of [`Cache::run_guard`]; fails at once if a run is in progress.
+    pub fn gc_guard(&self) -> Result<KeyLock> {
+        let path = self.root.join("gc.lock");
+        let file = lock_file(&path).map_err(|e| Error::io("cannot create lock", &path, e))?;
+        if fs4::FileExt::try_lock(&file).is_err() {
+            return Err(Error::usage("a `pipe run` is using this cache right now")
+                .with_hint("run `pipe gc` again when it has finished"));
+        }
+        Ok(KeyLock { _file: file })
+    }
+
     /// Whether some process holds the key's lock right now.
     pub fn is_locked(&self, key: &str) -> bool {
         let path = self.root.join("locks").join(format!("{key}.lock"));
@@ -506,6 +526,17 @@ mod tests {
         assert_eq!(cache.clean_stale_tmp(), 1);
         assert!(!d.path().join("tmp/999-x").exists());
         assert!(live.dir.exists(), "a live writer's folder is kept");
+    }
+
+    #[test]
+    fn gc_waits_for_no_run() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path());
+        let run = cache.run_guard().unwrap();
+        let other_run = cache.run_guard().unwrap();
+        assert!(cache.gc_guard().is_err());
+        drop((run, other_run));
+        assert!(cache.gc_guard().is_ok());
     }
 
     #[test]

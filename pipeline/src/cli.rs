@@ -591,6 +591,11 @@ fn cmd_reproduce(r: &RunRecord, cache: &Cache, registry: &Registry, jobs: usize)
 }
 
 fn cmd_gc(cache: &Cache, keep_last: Option<usize>, dry_run: bool) -> Result<i32> {
+    if !cache.root.join("cache").exists() {
+        println!("nothing to collect in {}", cache.root.display());
+        return Ok(0);
+    }
+    let _guard = cache.gc_guard()?;
     let runs = record::list(cache);
     let kept = &runs[..keep_last.unwrap_or(runs.len()).min(runs.len())];
     let keep: std::collections::HashSet<&str> = kept

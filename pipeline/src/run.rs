@@ -215,6 +215,7 @@ pub fn run(
         None => vec![true; plan.stages.len()],
     };
     let started_at = std::time::SystemTime::now();
+    let _guard = cache.run_guard()?;
     cache.clean_stale_tmp();
     let n = plan.stages.len();
     struct Shared {
