@@ -270,7 +270,7 @@ pub fn explain_parts(stage: &str, old: &KeyParts, new: &KeyParts) -> Vec<String>
     }
     if old.code_version != new.code_version {
         out.push(format!(
-            "code version of {}: {} -> {}",
+            "code version of {} {} -> {}",
             new.kind, old.code_version, new.code_version
         ));
     }
@@ -377,7 +377,7 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "code version of filter: 2 -> 3",
+                "code version of filter 2 -> 3",
                 "params.good.min_chars: 10 -> 20",
                 "input data/a.jsonl changed (blake3 3f2a0000.. -> 9c1e0000..)",
             ]
