@@ -42,6 +42,16 @@ fn unknown_top_level_key_and_kind_have_places() {
 }
 
 #[test]
+fn a_missing_recipe_is_a_usage_error() {
+    let t = Sandbox::new();
+    t.pipe(&["run", "nope.yaml"])
+        .code(2)
+        .stderr_has("error: cannot read recipe nope.yaml")
+        .stderr_has("hint:");
+    t.pipe(&["frobnicate"]).code(2);
+}
+
+#[test]
 fn cycles_are_printed_stage_by_stage() {
     let t = Sandbox::new();
     t.write(

@@ -287,9 +287,10 @@ fn stage_decl(key: &Key, node: &Node) -> Result<StageDecl> {
 /// Parse a file and everything it extends, parent first.
 fn load_tree(path: &Path, chain: &mut Vec<PathBuf>) -> Result<Node> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        let err = Error::io("cannot read recipe", path, e);
         if chain.is_empty() {
-            err
+            // A wrong path on the command line is a usage error (exit 2), not a failure.
+            Error::usage(format!("cannot read recipe {}: {e}", path.display()))
+                .with_hint("give the path of a recipe file, e.g. `pipe run recipes/legal.yaml`")
         } else {
             Error::recipe(
                 format!(
