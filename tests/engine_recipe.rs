@@ -174,3 +174,18 @@ fn validate_reports_missing_inputs() {
         .success()
         .stdout_has("ok (1 stages: a)");
 }
+
+#[test]
+fn explain_lists_kinds_and_describes_params() {
+    let t = Sandbox::new();
+    t.pipe(&["explain"])
+        .success()
+        .stdout_has("command  run a shell command");
+    t.pipe(&["explain", "command"])
+        .success()
+        .stdout_has("run: string (required)")
+        .stdout_has("outputs: array (default [\"out\"])");
+    t.pipe(&["explain", "comand"])
+        .code(2)
+        .stderr_has("did you mean `command`?");
+}

@@ -102,6 +102,11 @@ pub enum Command {
         #[arg(long, short = 'j', default_value_t = 1)]
         jobs: usize,
     },
+    /// List the stage kinds, or describe one kind's params.
+    Explain {
+        /// A stage kind (`dedup`, `train`, `command`, ...).
+        kind: Option<String>,
+    },
     /// Remove cache entries that no kept run refers to.
     Gc {
         /// Keep the entries of the N newest runs (default: all runs).
@@ -345,6 +350,7 @@ fn try_main(cli: Cli, registry: &Registry) -> Result<i32> {
             let r = record::find(&cache, &hash)?;
             cmd_reproduce(&r, &cache, registry, jobs.max(1))
         }
+        Command::Explain { kind } => cmd_explain(registry, kind.as_deref()),
         Command::Gc { keep_last, dry_run } => {
             let cache = Cache::new(find_cache(&cache_override)?);
             cmd_gc(&cache, keep_last, dry_run)
@@ -588,6 +594,71 @@ fn cmd_reproduce(r: &RunRecord, cache: &Cache, registry: &Registry, jobs: usize)
         println!("not reproduced: {bad} difference(s)");
         Ok(1)
     }
+}
+
+fn cmd_explain(registry: &Registry, kind: Option<&str>) -> Result<i32> {
+    let Some(kind) = kind else {
+        let width = registry.kinds().map(str::len).max().unwrap_or(0);
+        for k in registry.kinds() {
+            let stage = registry.get(k).expect("listed kind");
+            println!("{k:width$}  {}", stage.about());
+        }
+        println!();
+        println!("`pipe explain KIND` describes a kind's params");
+        return Ok(0);
+    };
+    let Some(stage) = registry.get(kind) else {
+        let err = Error::usage(format!("no stage kind `{kind}`"));
+        return Err(match crate::error::closest(kind, registry.kinds()) {
+            Some(best) => err.with_hint(format!("did you mean `{best}`?")),
+            None => err.with_hint("`pipe explain` lists the kinds"),
+        });
+    };
+    println!(
+        "{kind} (code version {}): {}",
+        stage.code_version(),
+        stage.about()
+    );
+    let schema = stage.params_schema();
+    let props = schema.get("properties").and_then(Value::as_object);
+    let Some(props) = props else {
+        return Ok(0);
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    println!();
+    for (name, p) in props {
+        let ty = p
+            .get("type")
+            .map(|t| match t {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                other => other.as_str().unwrap_or_default().to_owned(),
+            })
+            .unwrap_or_default();
+        let default = p
+            .get("default")
+            .map(|d| format!(" (default {d})"))
+            .unwrap_or_default();
+        let req = if required.contains(&name.as_str()) {
+            " (required)"
+        } else {
+            ""
+        };
+        println!("  {name}: {ty}{req}{default}");
+        if let Some(d) = p.get("description").and_then(Value::as_str) {
+            for line in d.lines() {
+                println!("      {line}");
+            }
+        }
+    }
+    Ok(0)
 }
 
 fn cmd_gc(cache: &Cache, keep_last: Option<usize>, dry_run: bool) -> Result<i32> {
