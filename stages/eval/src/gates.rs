@@ -207,6 +207,31 @@ pub struct JunitCase {
 }
 
 impl JunitCase {
+    /// A case from the fields of the engine's `GateResult` (what `pipe run --junit` has).
+    pub fn new(
+        suite: &str,
+        metric: &str,
+        condition: &str,
+        value: f64,
+        threshold: f64,
+        passed: bool,
+    ) -> Self {
+        let op = Gate::parse(metric, condition)
+            .map(|g| g.op.symbol())
+            .unwrap_or("?");
+        Self::from_outcome(
+            suite,
+            &GateOutcome {
+                metric: metric.to_owned(),
+                condition: condition.to_owned(),
+                value,
+                threshold,
+                passed,
+                op: op.to_owned(),
+            },
+        )
+    }
+
     pub fn from_outcome(suite: &str, g: &GateOutcome) -> Self {
         JunitCase {
             suite: suite.to_owned(),

@@ -24,10 +24,12 @@
 
 pub mod error;
 pub mod gates;
+pub mod generate;
 pub mod metrics;
 pub mod report;
 pub mod score;
 
 pub use error::EvalError;
 pub use gates::{Gate, GateOutcome, JunitCase, junit_xml, parse_gates};
+pub use schemars;
 pub use score::{ScoreOptions, Scores, score, score_file};

@@ -33,6 +33,9 @@ pub struct ExampleRecord {
     pub task: Option<String>,
     /// Column name -> generated text.
     pub outputs: BTreeMap<String, String>,
+    /// Column name -> label extracted from the output (classification).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub predicted_labels: BTreeMap<String, String>,
     /// Column name -> metric -> value.
     pub scores: BTreeMap<String, BTreeMap<String, f64>>,
 }
@@ -708,6 +711,7 @@ mod tests {
                 label: Some(labels[i].to_string()),
                 task: None,
                 outputs,
+                predicted_labels: BTreeMap::new(),
                 scores,
             });
         }
