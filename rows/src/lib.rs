@@ -53,7 +53,9 @@ pub const RENDERED_FILE: &str = "rendered.parquet";
 const ROW_GROUP_SIZE: usize = 64 * 1024;
 
 /// One turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Message {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -72,7 +74,9 @@ impl Message {
 /// One canonical example. Roles: system, user, assistant, tool (a sharegpt
 /// `function_call` becomes an assistant turn with its content as is, an
 /// `observation` a tool turn).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Row {
     /// The conversation; a leading system turn is moved into `system`.
     pub messages: Vec<Message>,
@@ -92,7 +96,9 @@ pub struct Row {
 }
 
 /// A row rendered by a chat template, with the byte spans to train on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct RenderedRow {
     pub row: Row,
     /// Full conversation rendered by the chat template.
@@ -163,7 +169,10 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, RowsError> {
 pub fn write_rendered(path: &Path, rows: &[RenderedRow]) -> Result<(), RowsError> {
     let inner = || -> PolarsResult<Vec<Column>> {
         let mut columns = row_columns(rows.iter().map(|r| &r.row))?;
-        columns.push(str_column("rendered", rows.iter().map(|r| r.rendered.as_str())));
+        columns.push(str_column(
+            "rendered",
+            rows.iter().map(|r| r.rendered.as_str()),
+        ));
         columns.push(spans_column(rows)?);
         columns.push(str_column("prompt", rows.iter().map(|r| r.prompt.as_str())));
         columns.push(str_column(
@@ -253,16 +262,20 @@ fn struct_dtype(fields: &[(&str, ArrowDataType)]) -> ArrowDataType {
     )
 }
 
-fn list_of(values: Box<dyn Array>, lengths: impl Iterator<Item = usize>) -> PolarsResult<Box<dyn Array>> {
-    let offsets = OffsetsBuffer::<i64>::from(polars_arrow::offset::Offsets::try_from_lengths(
-        lengths,
-    )?);
+fn list_of(
+    values: Box<dyn Array>,
+    lengths: impl Iterator<Item = usize>,
+) -> PolarsResult<Box<dyn Array>> {
+    let offsets =
+        OffsetsBuffer::<i64>::from(polars_arrow::offset::Offsets::try_from_lengths(lengths)?);
     let dtype = ArrowDataType::LargeList(Box::new(ArrowField::new(
         "item".into(),
         values.dtype().clone(),
         true,
     )));
-    Ok(Box::new(LargeListArray::try_new(dtype, offsets, values, None)?))
+    Ok(Box::new(LargeListArray::try_new(
+        dtype, offsets, values, None,
+    )?))
 }
 
 fn row_columns<'a>(rows: impl Iterator<Item = &'a Row> + Clone) -> PolarsResult<Vec<Column>> {
@@ -364,11 +377,22 @@ fn list_struct_chunks<'a>(
         .collect()
 }
 
-fn field<'a, T: 'static>(path: &Path, column: &str, arr: &'a StructArray, i: usize) -> Result<&'a T, RowsError> {
+fn field<'a, T: 'static>(
+    path: &Path,
+    column: &str,
+    arr: &'a StructArray,
+    i: usize,
+) -> Result<&'a T, RowsError> {
     arr.values()
         .get(i)
         .and_then(|a| a.as_any().downcast_ref::<T>())
-        .ok_or_else(|| schema_err(path, column, format!("struct field {i} has an unexpected type")))
+        .ok_or_else(|| {
+            schema_err(
+                path,
+                column,
+                format!("struct field {i} has an unexpected type"),
+            )
+        })
 }
 
 fn rows_from_frame(path: &Path, df: &DataFrame) -> Result<Vec<Row>, RowsError> {
@@ -521,7 +545,11 @@ mod tests {
                 rendered: format!("<|im_start|>user\nHi é {i}<|im_end|>"),
                 spans: (0..i as u32).map(|k| (k * 3, k * 3 + 2)).collect(),
                 prompt: "<|im_start|>user\n".into(),
-                reference: if i == 1 { String::new() } else { "Hello!".into() },
+                reference: if i == 1 {
+                    String::new()
+                } else {
+                    "Hello!".into()
+                },
             })
             .collect();
         write_rendered(&path, &rendered).unwrap();
@@ -533,7 +561,10 @@ mod tests {
     #[test]
     fn missing_file_names_the_path() {
         let err = read_rows(Path::new("/nonexistent/rows.parquet")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/rows.parquet"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/rows.parquet"),
+            "{err}"
+        );
     }
 
     #[test]

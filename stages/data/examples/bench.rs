@@ -1,0 +1,215 @@
+//! Throughput of the data stages on synthetic alpaca rows.
+//!
+//! ```text
+//! cargo run -p pipe-data --example bench \
+//!     --config 'profile.dev.package.pipe-data.opt-level=3' -- [ROWS=1000000] [THREADS]
+//! ```
+//!
+//! Writes ROWS alpaca rows of ~400 bytes as JSONL (5% exact duplicates with
+//! case/space changes, 5% near duplicates with one word changed), then times
+//! ingest, exact dedup, near dedup, filter (preset sft-en), split and the
+//! Parquet write, and prints rows/s per stage and the peak RSS.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use pipe_data::dedup::{DedupParams, NearParams, dedup};
+use pipe_data::filter::{FilterParams, filter};
+use pipe_data::ingest::{IngestParams, ingest};
+use pipe_data::split::{SplitParams, split};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn vocab(rng: &mut Rng) -> Vec<String> {
+    const SYL: [&str; 24] = [
+        "ka", "lo", "mi", "ren", "sa", "tor", "vu", "el", "an", "dis", "pro", "con", "ter", "ma",
+        "li", "qu", "es", "ta", "ni", "or", "be", "gra", "fi", "um",
+    ];
+    (0..5000)
+        .map(|_| {
+            (0..2 + rng.below(3))
+                .map(|_| SYL[rng.below(SYL.len())])
+                .collect()
+        })
+        .collect()
+}
+
+fn sentence(rng: &mut Rng, vocab: &[String], words: usize) -> Vec<String> {
+    (0..words)
+        .map(|_| vocab[rng.below(vocab.len())].clone())
+        .collect()
+}
+
+fn rss_peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn write_data(path: &Path, n: usize) -> u64 {
+    let mut rng = Rng(7);
+    let vocab = vocab(&mut rng);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut made: Vec<(String, String, String)> = Vec::with_capacity(n);
+    let mut bytes = 0u64;
+    for i in 0..n {
+        let r = rng.below(100);
+        let rec = if r < 5 && i > 10 {
+            // exact duplicate after normalization: case and spacing changed
+            let (a, b, c) = made[rng.below(made.len())].clone();
+            (a.to_uppercase(), format!("  {b} "), c.replace(' ', "  "))
+        } else if r < 10 && i > 10 {
+            // near duplicate: one word of the output replaced
+            let (a, b, c) = made[rng.below(made.len())].clone();
+            let mut w: Vec<&str> = c.split(' ').collect();
+            let k = rng.below(w.len());
+            w[k] = "substituted";
+            (a, b, w.join(" "))
+        } else {
+            let a = sentence(&mut rng, &vocab, 10).join(" ");
+            let b = sentence(&mut rng, &vocab, 8).join(" ");
+            let c = sentence(&mut rng, &vocab, 40).join(" ") + ".";
+            (a, b, c)
+        };
+        let line =
+            serde_json::json!({"instruction": rec.0, "input": rec.1, "output": rec.2}).to_string();
+        bytes += line.len() as u64 + 1;
+        writeln!(out, "{line}").unwrap();
+        made.push(rec);
+    }
+    out.flush().unwrap();
+    bytes
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    if let Some(t) = args.get(2).and_then(|a| a.parse::<usize>().ok()) {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let bytes = write_data(&dir.path().join("data.jsonl"), n);
+    println!(
+        "generated {n} rows, {:.1} MiB ({:.0} bytes/row) in {:.1} s; threads {}",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / n as f64,
+        t.elapsed().as_secs_f64(),
+        rayon::current_num_threads()
+    );
+    let rate = |label: &str, rows: usize, secs: f64| {
+        println!(
+            "{label:<28} {rows:>9} rows in {secs:>6.2} s = {:>9.0} rows/s",
+            rows as f64 / secs
+        );
+    };
+
+    let p: IngestParams =
+        serde_json::from_value(serde_json::json!({"path": "data.jsonl", "format": "alpaca"}))
+            .unwrap();
+    let t = Instant::now();
+    let ing = ingest(&p, dir.path()).unwrap();
+    ing.check(0.0).unwrap();
+    let t_ingest = t.elapsed().as_secs_f64();
+    rate("ingest (jsonl -> rows)", n, t_ingest);
+
+    let t = Instant::now();
+    let ex = dedup(&DedupParams::default(), vec![ing.rows], 42).unwrap();
+    let t_exact = t.elapsed().as_secs_f64();
+    rate(&format!("exact dedup (-{})", ex.exact_removed), n, t_exact);
+
+    let rows_exact = ex.rows.len();
+    let near_params = DedupParams {
+        exact: false,
+        near: Some(NearParams::default()),
+        ..DedupParams::default()
+    };
+    let t = Instant::now();
+    let nd = dedup(&near_params, vec![ex.rows], 42).unwrap();
+    let t_near = t.elapsed().as_secs_f64();
+    rate(
+        &format!("near dedup (-{})", nd.near_removed),
+        rows_exact,
+        t_near,
+    );
+
+    let fp: FilterParams = serde_json::from_value(serde_json::json!({"preset": "sft-en"})).unwrap();
+    let rows_near = nd.rows.len();
+    let t = Instant::now();
+    let f = filter(&fp, nd.rows).unwrap();
+    let t_filter = t.elapsed().as_secs_f64();
+    rate(
+        &format!("filter sft-en (-{})", f.dropped.len()),
+        rows_near,
+        t_filter,
+    );
+
+    let rows_f = f.rows.len();
+    let sp = SplitParams {
+        leakage: None,
+        ..SplitParams::default()
+    };
+    let t = Instant::now();
+    let s = split(&sp, f.rows.clone(), 42, dir.path()).unwrap();
+    let t_split = t.elapsed().as_secs_f64();
+    rate("split (no leakage check)", rows_f, t_split);
+
+    let t = Instant::now();
+    let s2 = split(&SplitParams::default(), f.rows, 42, dir.path()).unwrap();
+    rate(
+        &format!("split + leakage ({} leaks)", s2.leaks.len()),
+        rows_f,
+        t.elapsed().as_secs_f64(),
+    );
+
+    let t = Instant::now();
+    pipe_rows::write_rows(&dir.path().join("train.parquet"), &s.train).unwrap();
+    rate(
+        "write rows.parquet (train)",
+        s.train.len(),
+        t.elapsed().as_secs_f64(),
+    );
+    let t = Instant::now();
+    let back = pipe_rows::read_rows(&dir.path().join("train.parquet")).unwrap();
+    rate(
+        "read rows.parquet (train)",
+        back.len(),
+        t.elapsed().as_secs_f64(),
+    );
+
+    rate(
+        "ingest+exact+filter (e2e)",
+        n,
+        t_ingest + t_exact + t_filter * rows_exact as f64 / rows_near as f64,
+    );
+    let peak = rss_peak_mib();
+    println!(
+        "peak RSS {peak:.0} MiB = {:.2}x the input ({:.0} MiB)",
+        peak / (bytes as f64 / 1048576.0),
+        bytes as f64 / 1048576.0
+    );
+}

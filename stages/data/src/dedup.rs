@@ -1,0 +1,518 @@
+//! `dedup`: exact duplicates on a normalized key, then near duplicates by
+//! MinHash LSH. The first occurrence in input order is kept; every removed row
+//! names the kept row it duplicates and how similar they are.
+
+use std::collections::HashMap;
+
+use pipe_rows::Row;
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::DataError;
+use crate::minhash::{MinHasher, UnionFind, jaccard};
+use crate::text::{Field, field_text, normalize};
+
+pub const DEDUP_CODE_VERSION: u32 = 1;
+
+fn default_true() -> bool {
+    true
+}
+fn default_fields() -> Vec<Field> {
+    vec![Field::Prompt, Field::Response]
+}
+fn default_bands() -> usize {
+    14
+}
+fn default_rows() -> usize {
+    8
+}
+fn default_ngram() -> usize {
+    5
+}
+
+/// Params of the `dedup` stage.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DedupParams {
+    /// Remove exact duplicates of the normalized key (NFKC, lowercase, whitespace collapsed).
+    #[serde(default = "default_true")]
+    pub exact: bool,
+    /// Fields that make up the key and the near-duplicate text: prompt, response, system, text, label.
+    #[serde(default = "default_fields")]
+    pub fields: Vec<Field>,
+    /// Also ignore punctuation and symbols in the exact key.
+    #[serde(default)]
+    pub strip_punctuation: bool,
+    /// Near-duplicate removal by MinHash LSH; absent = off (`near: {}` turns it on with defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near: Option<NearParams>,
+}
+
+impl Default for DedupParams {
+    fn default() -> Self {
+        Self {
+            exact: true,
+            fields: default_fields(),
+            strip_punctuation: false,
+            near: None,
+        }
+    }
+}
+
+/// MinHash LSH settings (datatrove's defaults).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NearParams {
+    /// LSH bands.
+    #[serde(default = "default_bands")]
+    pub bands: usize,
+    /// Hashes per band; bands x rows hashes in all. Candidate threshold ~ (1/bands)^(1/rows).
+    #[serde(default = "default_rows")]
+    pub rows: usize,
+    /// Word n-gram size for space-separated text.
+    #[serde(default = "default_ngram")]
+    pub ngram: usize,
+    /// Character n-gram size for text that is mostly CJK.
+    #[serde(default = "default_ngram")]
+    pub cjk_ngram: usize,
+    /// When set, a candidate pair is merged only if its exact shingle Jaccard
+    /// similarity is at least this (verification of the LSH candidates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+}
+
+impl Default for NearParams {
+    fn default() -> Self {
+        Self {
+            bands: 14,
+            rows: 8,
+            ngram: 5,
+            cjk_ngram: 5,
+            threshold: None,
+        }
+    }
+}
+
+impl DedupParams {
+    pub fn validate(&self) -> Result<(), DataError> {
+        if self.fields.is_empty() {
+            return Err(DataError::params(
+                "fields",
+                "name at least one field (prompt, response, system, text, label)",
+            ));
+        }
+        if !self.exact && self.near.is_none() {
+            return Err(DataError::params(
+                "exact",
+                "both exact and near dedup are off: nothing to do; set `exact: true` or `near: {}`",
+            ));
+        }
+        if let Some(n) = &self.near {
+            if n.bands == 0 || n.rows == 0 || n.bands * n.rows > 1024 {
+                return Err(DataError::params(
+                    "near.bands",
+                    "bands and rows must be >= 1 with bands x rows <= 1024",
+                ));
+            }
+            if n.ngram == 0 || n.cjk_ngram == 0 {
+                return Err(DataError::params("near.ngram", "n-gram sizes must be >= 1"));
+            }
+            if let Some(t) = n.threshold
+                && !(0.0..=1.0).contains(&t)
+            {
+                return Err(DataError::params(
+                    "near.threshold",
+                    format!("must be in [0, 1], got {t}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The text of a row that dedup compares, fields joined by a separator.
+    pub fn row_text(&self, row: &Row) -> String {
+        let mut out = String::new();
+        for (i, f) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push('\u{1f}');
+            }
+            out.push_str(&field_text(row, *f));
+        }
+        out
+    }
+
+    /// 128-bit hash of the normalized key.
+    pub fn exact_key(&self, row: &Row) -> [u8; 16] {
+        let mut h = blake3::Hasher::new();
+        for f in &self.fields {
+            let n = normalize(&field_text(row, *f), self.strip_punctuation);
+            h.update(&(n.len() as u64).to_le_bytes());
+            h.update(n.as_bytes());
+        }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        key
+    }
+}
+
+/// Why a row was removed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Removed {
+    pub row: Row,
+    /// `exact` or `near`.
+    pub method: &'static str,
+    /// The kept row this one duplicates.
+    pub duplicate_of_file: String,
+    pub duplicate_of_row: u64,
+    /// 1.0 for exact; the shingle Jaccard similarity to the kept row for near.
+    pub similarity: f64,
+}
+
+/// The result of [`dedup`].
+#[derive(Debug, Clone, Default)]
+pub struct DedupOutput {
+    pub rows: Vec<Row>,
+    pub removed: Vec<Removed>,
+    pub rows_in: usize,
+    pub exact_removed: usize,
+    pub near_removed: usize,
+    /// The LSH candidate threshold (1/b)^(1/r), when near dedup ran.
+    pub lsh_threshold: Option<f64>,
+}
+
+/// Remove duplicates from the concatenation of `tables` (in order).
+pub fn dedup(
+    params: &DedupParams,
+    tables: Vec<Vec<Row>>,
+    seed: u64,
+) -> Result<DedupOutput, DataError> {
+    params.validate()?;
+    let rows: Vec<Row> = tables.into_iter().flatten().collect();
+    let rows_in = rows.len();
+    let mut removed = Vec::new();
+    let mut keep = vec![true; rows.len()];
+
+    if params.exact {
+        let keys: Vec<[u8; 16]> = rows.par_iter().map(|r| params.exact_key(r)).collect();
+        let mut first: HashMap<[u8; 16], u32> = HashMap::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            match first.get(k) {
+                Some(&j) => {
+                    keep[i] = false;
+                    removed.push((i, j as usize, "exact", 1.0));
+                }
+                None => {
+                    first.insert(*k, i as u32);
+                }
+            }
+        }
+    }
+    let exact_removed = removed.len();
+
+    let mut lsh_threshold = None;
+    if let Some(near) = &params.near {
+        let hasher = MinHasher::new(seed, near.bands, near.rows, near.ngram, near.cjk_ngram);
+        lsh_threshold = Some(hasher.threshold());
+        let survivors: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
+        for (i, j, sim) in near_pairs(params, near, &hasher, &rows, &survivors) {
+            keep[i] = false;
+            removed.push((i, j, "near", sim));
+        }
+    }
+    let near_removed = removed.len() - exact_removed;
+    // removed rows in input order, whatever pass found them
+    removed.sort_by_key(|r| r.0);
+    // Name the kept row before moving rows out: an exact duplicate's original
+    // may itself be removed later as a near duplicate of an earlier row.
+    let named: Vec<(usize, String, u64, &'static str, f64)> = removed
+        .iter()
+        .map(|&(i, j, method, sim)| {
+            (
+                i,
+                rows[j].source_file.clone(),
+                rows[j].source_row,
+                method,
+                sim,
+            )
+        })
+        .collect();
+    let mut rows_opt: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    let removed: Vec<Removed> = named
+        .into_iter()
+        .map(
+            |(i, duplicate_of_file, duplicate_of_row, method, similarity)| Removed {
+                row: rows_opt[i].take().expect("each row is removed once"),
+                method,
+                duplicate_of_file,
+                duplicate_of_row,
+                similarity,
+            },
+        )
+        .collect();
+    let rows: Vec<Row> = rows_opt.into_iter().flatten().collect();
+    Ok(DedupOutput {
+        rows,
+        removed,
+        rows_in,
+        exact_removed,
+        near_removed,
+        lsh_threshold,
+    })
+}
+
+/// Near-duplicate clusters among `rows[idx]` for `idx` in `members`: returns
+/// (removed row, kept first member, Jaccard similarity) for every non-first member.
+fn near_pairs(
+    params: &DedupParams,
+    near: &NearParams,
+    hasher: &MinHasher,
+    rows: &[Row],
+    members: &[usize],
+) -> Vec<(usize, usize, f64)> {
+    let shingles_of = |i: usize| hasher.shingles(&params.row_text(&rows[i]));
+    // Band keys only (not signatures or shingles) are kept for all rows: 8 bytes x bands per row.
+    let keys: Vec<Option<Vec<u64>>> = members
+        .par_iter()
+        .map(|&i| {
+            let sh = shingles_of(i);
+            // empty text has no shingles: never a near duplicate of anything
+            (!sh.is_empty()).then(|| hasher.band_keys(&hasher.signature(&sh)))
+        })
+        .collect();
+    let mut uf = UnionFind::new(members.len());
+    let mut bucket: Vec<(u64, u32)> = Vec::with_capacity(members.len());
+    for band in 0..near.bands {
+        bucket.clear();
+        bucket.extend(
+            keys.iter()
+                .enumerate()
+                .filter_map(|(m, k)| k.as_ref().map(|k| (k[band], m as u32))),
+        );
+        bucket.par_sort_unstable();
+        let mut start = 0;
+        while start < bucket.len() {
+            let mut end = start + 1;
+            while end < bucket.len() && bucket[end].0 == bucket[start].0 {
+                end += 1;
+            }
+            let first = bucket[start].1;
+            let group = &bucket[start + 1..end];
+            if let Some(t) = near.threshold {
+                // verify each candidate against the bucket's first member
+                let first_sh = shingles_of(members[first as usize]);
+                let ok: Vec<u32> = group
+                    .par_iter()
+                    .filter(|(_, m)| jaccard(&first_sh, &shingles_of(members[*m as usize])) >= t)
+                    .map(|(_, m)| *m)
+                    .collect();
+                for m in ok {
+                    uf.union(first, m);
+                }
+            } else {
+                for &(_, m) in group {
+                    uf.union(first, m);
+                }
+            }
+            start = end;
+        }
+    }
+    let dups: Vec<(usize, usize)> = (0..members.len() as u32)
+        .filter_map(|m| {
+            let root = uf.find(m);
+            (root != m).then(|| (members[m as usize], members[root as usize]))
+        })
+        .collect();
+    dups.into_par_iter()
+        .map(|(i, j)| (i, j, jaccard(&shingles_of(i), &shingles_of(j))))
+        .collect()
+}
+
+/// Rows of `probe` that duplicate a row of `base` (exactly or nearly):
+/// (probe index, base index, method, similarity). Used for the train/test leakage check.
+pub fn cross_duplicates(
+    params: &DedupParams,
+    base: &[Row],
+    probe: &[Row],
+    seed: u64,
+) -> Vec<(usize, usize, &'static str, f64)> {
+    let mut out = Vec::new();
+    let mut found = vec![false; probe.len()];
+    if params.exact {
+        let mut first: HashMap<[u8; 16], usize> = HashMap::new();
+        let base_keys: Vec<[u8; 16]> = base.par_iter().map(|r| params.exact_key(r)).collect();
+        for (i, k) in base_keys.into_iter().enumerate() {
+            first.entry(k).or_insert(i);
+        }
+        let probe_keys: Vec<[u8; 16]> = probe.par_iter().map(|r| params.exact_key(r)).collect();
+        for (p, k) in probe_keys.iter().enumerate() {
+            if let Some(&b) = first.get(k) {
+                found[p] = true;
+                out.push((p, b, "exact", 1.0));
+            }
+        }
+    }
+    if let Some(near) = &params.near {
+        let hasher = MinHasher::new(seed, near.bands, near.rows, near.ngram, near.cjk_ngram);
+        let sh = |r: &Row| hasher.shingles(&params.row_text(r));
+        let base_sh: Vec<Vec<u64>> = base.par_iter().map(sh).collect();
+        let mut index: Vec<HashMap<u64, usize>> = vec![HashMap::new(); near.bands];
+        for (i, s) in base_sh.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            for (band, k) in hasher
+                .band_keys(&hasher.signature(s))
+                .into_iter()
+                .enumerate()
+            {
+                index[band].entry(k).or_insert(i);
+            }
+        }
+        let threshold = near.threshold.unwrap_or_else(|| hasher.threshold());
+        let hits: Vec<Option<(usize, usize, f64)>> = probe
+            .par_iter()
+            .enumerate()
+            .map(|(p, r)| {
+                if found[p] {
+                    return None;
+                }
+                let s = sh(r);
+                if s.is_empty() {
+                    return None;
+                }
+                let keys = hasher.band_keys(&hasher.signature(&s));
+                let mut best: Option<(usize, f64)> = None;
+                for (band, k) in keys.iter().enumerate() {
+                    if let Some(&b) = index[band].get(k) {
+                        let j = jaccard(&s, &base_sh[b]);
+                        if j >= threshold && best.is_none_or(|(_, bj)| j > bj) {
+                            best = Some((b, j));
+                        }
+                    }
+                }
+                best.map(|(b, j)| (p, b, j))
+            })
+            .collect();
+        out.extend(
+            hits.into_iter()
+                .flatten()
+                .map(|(p, b, j)| (p, b, "near", j)),
+        );
+    }
+    out.sort_by_key(|x| x.0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipe_rows::Message;
+
+    fn row(i: u64, prompt: &str, response: &str) -> Row {
+        Row {
+            messages: vec![
+                Message::new("user", prompt),
+                Message::new("assistant", response),
+            ],
+            source_file: "t.jsonl".into(),
+            source_row: i,
+            ..Row::default()
+        }
+    }
+
+    const EN: [&str; 4] = [
+        "Explain the doctrine of consideration in contract law and why courts require it before they will enforce a promise between private parties, with an example of a gratuitous promise that fails for want of consideration and of a nominal payment that some courts still accept as sufficient",
+        "Describe how the statute of limitations works for personal injury claims and what events can toll the running of the limitation period, such as the minority of the plaintiff, the absence of the defendant from the state, or the late discovery of the injury itself",
+        "Summarize the key differences between a limited liability company and a corporation with respect to taxation, governance and personal liability of the owners, and say which form a small family business with two members and modest profits would usually choose and why",
+        "What is the hearsay rule in the law of evidence and which common exceptions allow an out of court statement to be admitted at trial, for instance excited utterances, statements against interest, business records and dying declarations made under a sense of impending death",
+    ];
+    const ZH: [&str; 2] = [
+        "请解释合同法中的要约与承诺制度，并说明承诺生效的时间以及要约在何种情况下可以撤回或者撤销，同时举例说明实践中的常见争议。",
+        "根据中华人民共和国刑法的规定，危险驾驶罪的构成要件有哪些？醉酒驾驶机动车与追逐竞驶在量刑上有什么区别？请结合司法解释说明。",
+    ];
+
+    #[test]
+    fn exact_dedup_keeps_first_and_names_it() {
+        let rows = vec![
+            row(1, EN[0], "A promise needs consideration."),
+            row(2, EN[1], "It runs from injury."),
+            // same after NFKC + case + whitespace folding
+            row(
+                3,
+                &format!("  {}  ", EN[0].to_uppercase()),
+                "A promise   needs consideration.",
+            ),
+            row(4, EN[0], "A different answer."),
+        ];
+        let out = dedup(&DedupParams::default(), vec![rows], 1).unwrap();
+        assert_eq!(
+            out.rows.iter().map(|r| r.source_row).collect::<Vec<_>>(),
+            [1, 2, 4]
+        );
+        assert_eq!(out.removed.len(), 1);
+        assert_eq!(out.removed[0].row.source_row, 3);
+        assert_eq!(out.removed[0].duplicate_of_row, 1);
+        assert_eq!(out.removed[0].method, "exact");
+    }
+
+    #[test]
+    fn near_dedup_finds_edited_english_and_chinese_only() {
+        let mut rows = Vec::new();
+        for (i, t) in EN.iter().enumerate() {
+            rows.push(row(i as u64, t, "Answer."));
+        }
+        for (i, t) in ZH.iter().enumerate() {
+            rows.push(row(10 + i as u64, t, "答案。"));
+        }
+        // lightly edited English (one word changed) and Chinese (one character changed), later in order
+        rows.push(row(20, &EN[2].replace("and why", "and how"), "Answer."));
+        assert_ne!(rows.last().unwrap().messages[0].content, EN[2]);
+        rows.push(row(21, &ZH[1].replace("区别", "差别"), "答案。"));
+        // reordered tables: several inputs concatenated
+        let tables = vec![rows[..3].to_vec(), rows[3..].to_vec()];
+        let params = DedupParams {
+            near: Some(NearParams::default()),
+            ..DedupParams::default()
+        };
+        let out = dedup(&params, tables, 42).unwrap();
+        let removed: Vec<(u64, u64)> = out
+            .removed
+            .iter()
+            .map(|r| (r.row.source_row, r.duplicate_of_row))
+            .collect();
+        assert_eq!(removed, [(20, 2), (21, 11)]);
+        assert!(
+            out.removed
+                .iter()
+                .all(|r| r.method == "near" && r.similarity > 0.6 && r.similarity < 1.0)
+        );
+        assert_eq!(out.rows.len(), 6);
+        assert_eq!(out.near_removed, 2);
+        // strict verification drops the weaker pair only if below threshold
+        let strict = DedupParams {
+            near: Some(NearParams {
+                threshold: Some(0.99),
+                ..NearParams::default()
+            }),
+            ..DedupParams::default()
+        };
+        let all: Vec<Row> = rows.clone();
+        assert_eq!(dedup(&strict, vec![all], 42).unwrap().removed.len(), 0);
+    }
+
+    #[test]
+    fn leakage_finds_test_rows_in_train() {
+        let train = vec![row(1, EN[0], "x"), row(2, EN[1], "y")];
+        let test = vec![
+            row(3, EN[2], "z"),
+            row(4, EN[0], "x"),
+            row(5, &EN[1].replace("minority", "infancy"), "y"),
+        ];
+        let params = DedupParams {
+            near: Some(NearParams::default()),
+            ..DedupParams::default()
+        };
+        let hits = cross_duplicates(&params, &train, &test, 7);
+        assert_eq!(hits.len(), 2);
+        assert_eq!((hits[0].0, hits[0].1, hits[0].2), (1, 0, "exact"));
+        assert_eq!((hits[1].0, hits[1].1, hits[1].2), (2, 1, "near"));
+    }
+}

@@ -1,0 +1,1183 @@
+//! `filter`: independent quality rules. A row is dropped by the first rule
+//! that fires (in the order of [`RULES`]); each dropped row goes to the
+//! `dropped` table with its rule and a detail, and each rule counts its drops.
+//!
+//! Presets fill in every rule not set explicitly (explicit keys win):
+//!
+//! | preset | sets |
+//! |---|---|
+//! | `sft-en` | empty/placeholder responses, refusals, Gopher repetition (datatrove thresholds), control characters, symbol/word ratio <= 0.5, >= 50% of response words with a letter, response >= 50% Latin script, response <= 20,000 chars |
+//! | `sft-zh` | as `sft-en`, but the script is Han (>= 30% of letters, leaving room for English terms and code) |
+//! | `legal` | empty/placeholder responses, refusals, control characters, duplicated lines/paragraphs only (50%); no n-gram repetition, symbol, digit or letter-share rules, so statutes with section numbers, "§" and boilerplate terms stay; response <= 50,000 chars |
+
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+use pipe_rows::Row;
+use rayon::prelude::*;
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::DataError;
+use crate::text::{Field, field_text, is_cjk, word_count, words};
+
+pub const FILTER_CODE_VERSION: u32 = 1;
+
+/// Named bundles of rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum Preset {
+    #[serde(rename = "sft-en")]
+    SftEn,
+    #[serde(rename = "sft-zh")]
+    SftZh,
+    #[serde(rename = "legal")]
+    Legal,
+}
+
+/// Length bounds for one side of the conversation.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bounds {
+    /// Fewest characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_chars: Option<usize>,
+    /// Most characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chars: Option<usize>,
+    /// Fewest words (a CJK character counts as a word).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_words: Option<usize>,
+    /// Most words (a CJK character counts as a word).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_words: Option<usize>,
+}
+
+impl Bounds {
+    fn is_empty(&self) -> bool {
+        *self == Bounds::default()
+    }
+}
+
+/// Gopher repetition thresholds (datatrove's `GopherRepetitionFilter` defaults), on the response.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Repetition {
+    /// Largest share of lines that are duplicates of an earlier line.
+    #[serde(default = "r_line")]
+    pub dup_line_frac: f64,
+    /// Largest share of paragraphs (split on blank lines) that are duplicates.
+    #[serde(default = "r_line")]
+    pub dup_para_frac: f64,
+    /// Largest share of characters in duplicated lines.
+    #[serde(default = "r_char")]
+    pub dup_line_char_frac: f64,
+    /// Largest share of characters in duplicated paragraphs.
+    #[serde(default = "r_char")]
+    pub dup_para_char_frac: f64,
+    /// `[n, max share]`: characters covered by the most frequent n-gram.
+    #[serde(default = "r_top")]
+    pub top_n_grams: Vec<(usize, f64)>,
+    /// `[n, max share]`: characters in n-grams that repeat an earlier one.
+    #[serde(default = "r_dup")]
+    pub dup_n_grams: Vec<(usize, f64)>,
+}
+
+fn r_line() -> f64 {
+    0.3
+}
+fn r_char() -> f64 {
+    0.2
+}
+fn r_top() -> Vec<(usize, f64)> {
+    vec![(2, 0.2), (3, 0.18), (4, 0.16)]
+}
+fn r_dup() -> Vec<(usize, f64)> {
+    vec![
+        (5, 0.15),
+        (6, 0.14),
+        (7, 0.13),
+        (8, 0.12),
+        (9, 0.11),
+        (10, 0.10),
+    ]
+}
+
+impl Default for Repetition {
+    fn default() -> Self {
+        Self {
+            dup_line_frac: r_line(),
+            dup_para_frac: r_line(),
+            dup_line_char_frac: r_char(),
+            dup_para_char_frac: r_char(),
+            top_n_grams: r_top(),
+            dup_n_grams: r_dup(),
+        }
+    }
+}
+
+/// What to do with rows that contain personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiAction {
+    /// Drop the row.
+    Drop,
+    /// Replace each match with a tag such as `<EMAIL>` in every turn, keep the row.
+    Redact,
+    /// Only count.
+    Keep,
+}
+
+/// Kinds of personal data.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    Email,
+    Phone,
+    Ip,
+    /// 13-19 digits passing the Luhn check.
+    CreditCard,
+    /// Chinese resident ID (18 characters with a valid check digit).
+    CnId,
+}
+
+impl PiiKind {
+    fn tag(self) -> &'static str {
+        match self {
+            PiiKind::Email => "<EMAIL>",
+            PiiKind::Phone => "<PHONE>",
+            PiiKind::Ip => "<IP>",
+            PiiKind::CreditCard => "<CREDIT_CARD>",
+            PiiKind::CnId => "<CN_ID>",
+        }
+    }
+}
+
+fn all_pii() -> Vec<PiiKind> {
+    vec![
+        PiiKind::Email,
+        PiiKind::Phone,
+        PiiKind::Ip,
+        PiiKind::CreditCard,
+        PiiKind::CnId,
+    ]
+}
+
+/// PII detection.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pii {
+    /// drop, redact or keep (count only).
+    pub action: PiiAction,
+    /// Which kinds to look for (default: all).
+    #[serde(default = "all_pii")]
+    pub kinds: Vec<PiiKind>,
+}
+
+/// Writing systems for the script rule.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
+pub enum Script {
+    Latin,
+    Han,
+    Cyrillic,
+    Greek,
+    Arabic,
+    Hebrew,
+    Devanagari,
+    Kana,
+    Hangul,
+    Thai,
+}
+
+impl Script {
+    fn of(c: char) -> Option<Script> {
+        let u = c as u32;
+        Some(match u {
+            0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x1E00..=0x1EFF => Script::Latin,
+            0x370..=0x3FF | 0x1F00..=0x1FFF => Script::Greek,
+            0x400..=0x52F => Script::Cyrillic,
+            0x590..=0x5FF => Script::Hebrew,
+            0x600..=0x6FF | 0x750..=0x77F => Script::Arabic,
+            0x900..=0x97F => Script::Devanagari,
+            0xE00..=0xE7F => Script::Thai,
+            0x3040..=0x30FF | 0x31F0..=0x31FF => Script::Kana,
+            0xAC00..=0xD7AF | 0x1100..=0x11FF => Script::Hangul,
+            _ if is_cjk(c) => Script::Han,
+            _ => return None,
+        })
+    }
+}
+
+/// The share of letters in the expected script(s).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scripts {
+    /// Accepted scripts, e.g. `[Han]` or `[Latin]`.
+    pub expected: Vec<Script>,
+    /// Least share of letters (characters with a known script) in them.
+    #[serde(default = "half")]
+    pub min_fraction: f64,
+    /// Field checked (default: response).
+    #[serde(default = "response_field")]
+    pub field: Field,
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn response_field() -> Field {
+    Field::Response
+}
+
+/// A regular expression on one field.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pattern {
+    /// prompt, response, system, text or label.
+    pub field: Field,
+    /// Rust regex syntax (`(?i)` for case-insensitive).
+    pub pattern: String,
+}
+
+/// Params of the `filter` stage. Every rule is off unless set here or by `preset`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterParams {
+    /// sft-en, sft-zh or legal: defaults for every rule not set explicitly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// Shorthand for `response.min_chars`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_chars: Option<usize>,
+    /// Shorthand for `response.max_chars`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chars: Option<usize>,
+    /// Length bounds on the prompt side (user and tool turns).
+    #[serde(default, skip_serializing_if = "Bounds::is_empty")]
+    pub prompt: Bounds,
+    /// Length bounds on the response side (assistant turns).
+    #[serde(default, skip_serializing_if = "Bounds::is_empty")]
+    pub response: Bounds,
+    /// Least response/prompt length ratio (characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ratio: Option<f64>,
+    /// Largest response/prompt length ratio (characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ratio: Option<f64>,
+    /// Drop empty or placeholder responses ("N/A", "...", whitespace, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_empty: Option<bool>,
+    /// Gopher repetition rules on the response (`{}` = datatrove defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repetition: Option<Repetition>,
+    /// Largest ratio of symbols (`#`, `...`, `…`) to words in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_symbol_word_ratio: Option<f64>,
+    /// Least share of response words containing a letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_alpha_words: Option<f64>,
+    /// Drop rows with control characters (other than tab, newline, carriage return) in any turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_control_chars: Option<bool>,
+    /// Drop responses with refusal or boilerplate phrases ("As an AI language model", "作为一个AI语言模型", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_refusals: Option<bool>,
+    /// More refusal phrases (case-insensitive), added to the built-in list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusal_phrases: Vec<String>,
+    /// Personal data: emails, phones, IPs, credit cards, Chinese IDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii: Option<Pii>,
+    /// Expected script(s) of the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scripts: Option<Scripts>,
+    /// Keep only rows where every pattern matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<Pattern>,
+    /// Drop rows where any pattern matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<Pattern>,
+}
+
+/// Rule names, in the order they are tried.
+pub const RULES: [&str; 15] = [
+    "empty_response",
+    "control_chars",
+    "prompt_length",
+    "response_length",
+    "ratio",
+    "refusal",
+    "repetition",
+    "symbol_ratio",
+    "alpha_words",
+    "script",
+    "pii",
+    "include",
+    "exclude",
+    // not drops: rows changed (redact) or only counted (keep) by the PII rule
+    "pii_redacted",
+    "pii_kept",
+];
+
+/// Built-in refusal and boilerplate phrases (matched case-insensitively in the response).
+pub const REFUSALS: &[&str] = &[
+    "as an ai language model",
+    "as a language model",
+    "as an ai assistant, i",
+    "i'm sorry, but i cannot",
+    "i am sorry, but i cannot",
+    "i'm sorry, but i can't",
+    "i cannot fulfill that request",
+    "i cannot fulfill this request",
+    "i'm unable to provide",
+    "i am unable to provide",
+    "i'm not able to provide",
+    "my knowledge cutoff",
+    "openai's policies",
+    "作为一个ai语言模型",
+    "作为一个人工智能语言模型",
+    "作为ai语言模型",
+    "作为一个ai助手",
+    "作为人工智能",
+    "我无法提供",
+    "很抱歉，我无法",
+    "抱歉，我不能",
+];
+
+const PLACEHOLDERS: &[&str] = &[
+    "n/a",
+    "na",
+    "...",
+    "…",
+    "-",
+    "none",
+    "null",
+    "todo",
+    "tbd",
+    "<noinput>",
+    "<nooutput>",
+];
+
+impl FilterParams {
+    /// These params with the preset's defaults filled in where nothing was set.
+    pub fn resolved(&self) -> FilterParams {
+        let mut p = self.clone();
+        if let Some(v) = p.min_chars.take() {
+            p.response.min_chars.get_or_insert(v);
+        }
+        if let Some(v) = p.max_chars.take() {
+            p.response.max_chars.get_or_insert(v);
+        }
+        let Some(preset) = p.preset else {
+            return p;
+        };
+        p.drop_empty.get_or_insert(true);
+        p.drop_refusals.get_or_insert(true);
+        p.drop_control_chars.get_or_insert(true);
+        match preset {
+            Preset::SftEn | Preset::SftZh => {
+                p.response.max_chars.get_or_insert(20_000);
+                p.repetition.get_or_insert_with(Repetition::default);
+                p.max_symbol_word_ratio.get_or_insert(0.5);
+                p.min_alpha_words.get_or_insert(0.5);
+                p.scripts.get_or_insert(Scripts {
+                    expected: vec![if preset == Preset::SftEn {
+                        Script::Latin
+                    } else {
+                        Script::Han
+                    }],
+                    min_fraction: if preset == Preset::SftEn { 0.5 } else { 0.3 },
+                    field: Field::Response,
+                });
+            }
+            Preset::Legal => {
+                p.response.max_chars.get_or_insert(50_000);
+                p.repetition.get_or_insert(Repetition {
+                    dup_line_frac: 0.5,
+                    dup_para_frac: 0.5,
+                    dup_line_char_frac: 0.5,
+                    dup_para_char_frac: 0.5,
+                    top_n_grams: vec![],
+                    dup_n_grams: vec![],
+                });
+            }
+        }
+        p
+    }
+}
+
+/// A row set aside by a rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dropped {
+    pub row: Row,
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+/// The result of [`filter`].
+#[derive(Debug, Clone, Default)]
+pub struct FilterOutput {
+    pub rows: Vec<Row>,
+    pub dropped: Vec<Dropped>,
+    pub rows_in: usize,
+    /// Rows dropped (or, for `pii_redacted`, changed) per rule, in [`RULES`] order, zero counts left out.
+    pub counts: Vec<(&'static str, usize)>,
+}
+
+struct Compiled {
+    p: FilterParams,
+    refusals: Option<AhoCorasick>,
+    include: Vec<(Field, Regex)>,
+    exclude: Vec<(Field, Regex)>,
+}
+
+fn compile(p: &FilterParams) -> Result<Compiled, DataError> {
+    let p = p.resolved();
+    let regexes = |list: &[Pattern], key: &str| -> Result<Vec<(Field, Regex)>, DataError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, pat)| {
+                Regex::new(&pat.pattern)
+                    .map(|r| (pat.field, r))
+                    .map_err(|e| DataError::params(format!("{key}[{i}].pattern"), e.to_string()))
+            })
+            .collect()
+    };
+    let refusals = if p.drop_refusals == Some(true) {
+        let mut phrases: Vec<String> = REFUSALS.iter().map(|s| s.to_string()).collect();
+        phrases.extend(p.refusal_phrases.iter().map(|s| s.to_lowercase()));
+        Some(
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&phrases)
+                .map_err(|e| DataError::params("refusal_phrases", e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    for (key, v) in [("min_ratio", p.min_ratio), ("max_ratio", p.max_ratio)] {
+        if v.is_some_and(|v| v < 0.0) {
+            return Err(DataError::params(key, "must be >= 0"));
+        }
+    }
+    Ok(Compiled {
+        include: regexes(&p.include, "include")?,
+        exclude: regexes(&p.exclude, "exclude")?,
+        refusals,
+        p,
+    })
+}
+
+/// Check params without running (for planning).
+pub fn validate(p: &FilterParams) -> Result<(), DataError> {
+    compile(p).map(|_| ())
+}
+
+/// A row, the rule that dropped it (with a detail), and a PII note.
+type Checked = (Row, Option<(&'static str, String)>, Option<&'static str>);
+
+/// Apply the rules to `rows`, in order.
+pub fn filter(params: &FilterParams, rows: Vec<Row>) -> Result<FilterOutput, DataError> {
+    let c = compile(params)?;
+    let rows_in = rows.len();
+    let results: Vec<Checked> = rows
+        .into_par_iter()
+        .map(|mut row| {
+            let verdict = c.check(&row);
+            let mut note = None;
+            if verdict.is_none()
+                && let Some(pii) = &c.p.pii
+            {
+                match pii.action {
+                    PiiAction::Redact => {
+                        for m in &mut row.messages {
+                            if let Some(new) = redact(&m.content, &pii.kinds) {
+                                m.content = new;
+                                note = Some("pii_redacted");
+                            }
+                        }
+                    }
+                    PiiAction::Keep => {
+                        if row
+                            .messages
+                            .iter()
+                            .any(|m| !pii_spans(&m.content, &pii.kinds).is_empty())
+                        {
+                            note = Some("pii_kept");
+                        }
+                    }
+                    PiiAction::Drop => {}
+                }
+            }
+            (row, verdict, note)
+        })
+        .collect();
+    let mut out = FilterOutput {
+        rows_in,
+        ..FilterOutput::default()
+    };
+    let mut counts = vec![0usize; RULES.len()];
+    for (row, verdict, note) in results {
+        if let Some(note) = note {
+            counts[RULES.iter().position(|r| *r == note).expect("known rule")] += 1;
+        }
+        match verdict {
+            None => out.rows.push(row),
+            Some((rule, detail)) => {
+                counts[RULES.iter().position(|r| *r == rule).expect("known rule")] += 1;
+                out.dropped.push(Dropped { row, rule, detail });
+            }
+        }
+    }
+    out.counts = RULES
+        .iter()
+        .copied()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    Ok(out)
+}
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn check_bounds(b: &Bounds, text: &str, side: &str) -> Option<String> {
+    let n = chars(text);
+    if let Some(min) = b.min_chars
+        && n < min
+    {
+        return Some(format!("{side} has {n} chars < min_chars {min}"));
+    }
+    if let Some(max) = b.max_chars
+        && n > max
+    {
+        return Some(format!("{side} has {n} chars > max_chars {max}"));
+    }
+    if b.min_words.is_some() || b.max_words.is_some() {
+        let w = word_count(text);
+        if let Some(min) = b.min_words
+            && w < min
+        {
+            return Some(format!("{side} has {w} words < min_words {min}"));
+        }
+        if let Some(max) = b.max_words
+            && w > max
+        {
+            return Some(format!("{side} has {w} words > max_words {max}"));
+        }
+    }
+    None
+}
+
+impl Compiled {
+    fn check(&self, row: &Row) -> Option<(&'static str, String)> {
+        let p = &self.p;
+        let response = crate::text::response_text(row);
+        let prompt = crate::text::prompt_text(row);
+        if p.drop_empty == Some(true) {
+            // every assistant turn must have real content, not just the joined text
+            for m in row.messages.iter().filter(|m| m.role == "assistant") {
+                let t = m.content.trim();
+                if t.is_empty() {
+                    return Some(("empty_response", "an assistant turn is empty".into()));
+                }
+                let lower = t.to_lowercase();
+                if PLACEHOLDERS.contains(&lower.as_str()) {
+                    return Some(("empty_response", format!("placeholder response `{t}`")));
+                }
+            }
+        }
+        if p.drop_control_chars == Some(true) {
+            let all = row
+                .messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .chain(row.system.as_deref());
+            for t in all {
+                if let Some(c) = t
+                    .chars()
+                    .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+                {
+                    return Some((
+                        "control_chars",
+                        format!("control character U+{:04X}", c as u32),
+                    ));
+                }
+            }
+        }
+        if let Some(d) = check_bounds(&p.prompt, &prompt, "prompt") {
+            return Some(("prompt_length", d));
+        }
+        if let Some(d) = check_bounds(&p.response, &response, "response") {
+            return Some(("response_length", d));
+        }
+        if p.min_ratio.is_some() || p.max_ratio.is_some() {
+            let ratio = chars(&response) as f64 / chars(&prompt).max(1) as f64;
+            if p.min_ratio.is_some_and(|m| ratio < m) || p.max_ratio.is_some_and(|m| ratio > m) {
+                return Some(("ratio", format!("response/prompt length ratio {ratio:.3}")));
+            }
+        }
+        if let Some(ac) = &self.refusals
+            && let Some(m) = ac.find(&response.to_lowercase())
+        {
+            let phrase = if m.pattern().as_usize() < REFUSALS.len() {
+                REFUSALS[m.pattern().as_usize()].to_owned()
+            } else {
+                p.refusal_phrases[m.pattern().as_usize() - REFUSALS.len()].clone()
+            };
+            return Some(("refusal", format!("contains `{phrase}`")));
+        }
+        if let Some(rep) = &p.repetition
+            && let Some(d) = repetition(rep, &response)
+        {
+            return Some(("repetition", d));
+        }
+        if p.max_symbol_word_ratio.is_some() || p.min_alpha_words.is_some() {
+            let ws: Vec<&str> = response.split_whitespace().collect();
+            if !ws.is_empty() {
+                if let Some(max) = p.max_symbol_word_ratio {
+                    let symbols = response.matches('#').count()
+                        + response.matches("...").count()
+                        + response.matches('…').count();
+                    let r = symbols as f64 / ws.len() as f64;
+                    if r > max {
+                        return Some(("symbol_ratio", format!("symbol/word ratio {r:.3} > {max}")));
+                    }
+                }
+                if let Some(min) = p.min_alpha_words {
+                    let alpha = ws
+                        .iter()
+                        .filter(|w| w.chars().any(char::is_alphabetic))
+                        .count();
+                    let f = alpha as f64 / ws.len() as f64;
+                    if f < min {
+                        return Some((
+                            "alpha_words",
+                            format!("{f:.3} of words have a letter < {min}"),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(s) = &p.scripts {
+            let text = field_text(row, s.field);
+            let (mut total, mut hit) = (0usize, 0usize);
+            for c in text.chars() {
+                if let Some(sc) = Script::of(c) {
+                    total += 1;
+                    hit += s.expected.contains(&sc) as usize;
+                }
+            }
+            if total > 0 {
+                let f = hit as f64 / total as f64;
+                if f < s.min_fraction {
+                    return Some((
+                        "script",
+                        format!("{f:.3} of letters in {:?} < {}", s.expected, s.min_fraction),
+                    ));
+                }
+            }
+        }
+        if let Some(pii) = &p.pii
+            && pii.action == PiiAction::Drop
+        {
+            for m in &row.messages {
+                if let Some((kind, found)) = find_pii(&m.content, &pii.kinds).into_iter().next() {
+                    return Some(("pii", format!("{kind:?} `{found}` in a {} turn", m.role)));
+                }
+            }
+        }
+        for (field, re) in &self.include {
+            if !re.is_match(&field_text(row, *field)) {
+                return Some((
+                    "include",
+                    format!("{} does not match `{}`", field.name(), re.as_str()),
+                ));
+            }
+        }
+        for (field, re) in &self.exclude {
+            if let Some(m) = re.find(&field_text(row, *field)) {
+                return Some((
+                    "exclude",
+                    format!(
+                        "{} matches `{}` at `{}`",
+                        field.name(),
+                        re.as_str(),
+                        m.as_str()
+                    ),
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Gopher repetition checks (datatrove `GopherRepetitionFilter`); `None` = passes.
+pub fn repetition(r: &Repetition, text: &str) -> Option<String> {
+    let total = chars(text);
+    if total == 0 {
+        return None;
+    }
+    let dup_stats = |parts: Vec<&str>| -> (f64, f64) {
+        let parts: Vec<&str> = parts
+            .into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if parts.is_empty() {
+            return (0.0, 0.0);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let (mut dup, mut dup_chars) = (0usize, 0usize);
+        for p in &parts {
+            if !seen.insert(*p) {
+                dup += 1;
+                dup_chars += chars(p);
+            }
+        }
+        (
+            dup as f64 / parts.len() as f64,
+            dup_chars as f64 / total as f64,
+        )
+    };
+    static PARA: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\n\s*\n").expect("valid"));
+    let (pf, pcf) = dup_stats(PARA.split(text).collect());
+    if pf > r.dup_para_frac {
+        return Some(format!(
+            "{pf:.3} of paragraphs are duplicates > {}",
+            r.dup_para_frac
+        ));
+    }
+    if pcf > r.dup_para_char_frac {
+        return Some(format!(
+            "{pcf:.3} of chars in duplicated paragraphs > {}",
+            r.dup_para_char_frac
+        ));
+    }
+    let (lf, lcf) = dup_stats(text.split('\n').collect());
+    if lf > r.dup_line_frac {
+        return Some(format!(
+            "{lf:.3} of lines are duplicates > {}",
+            r.dup_line_frac
+        ));
+    }
+    if lcf > r.dup_line_char_frac {
+        return Some(format!(
+            "{lcf:.3} of chars in duplicated lines > {}",
+            r.dup_line_char_frac
+        ));
+    }
+    if r.top_n_grams.is_empty() && r.dup_n_grams.is_empty() {
+        return None;
+    }
+    let ws: Vec<&str> = words(text).collect();
+    for &(n, max) in &r.top_n_grams {
+        if n == 0 || ws.len() < n {
+            continue;
+        }
+        let mut counts: std::collections::HashMap<&[&str], usize> =
+            std::collections::HashMap::new();
+        for g in ws.windows(n) {
+            *counts.entry(g).or_default() += 1;
+        }
+        // the most frequent n-gram (ties: the longest), as in datatrove: its characters x count
+        let top = counts
+            .iter()
+            .filter(|(_, c)| **c > 1)
+            .map(|(g, c)| g.iter().map(|w| chars(w)).sum::<usize>() * c)
+            .max()
+            .unwrap_or(0);
+        let f = top as f64 / total as f64;
+        if f > max {
+            return Some(format!("top {n}-gram covers {f:.3} of chars > {max}"));
+        }
+    }
+    for &(n, max) in &r.dup_n_grams {
+        if n == 0 || ws.len() < n {
+            continue;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let (mut i, mut dup_chars) = (0, 0usize);
+        while i + n <= ws.len() {
+            let g = &ws[i..i + n];
+            if seen.contains(g) {
+                dup_chars += g.iter().map(|w| chars(w)).sum::<usize>();
+                i += n;
+            } else {
+                seen.insert(g);
+                i += 1;
+            }
+        }
+        let f = dup_chars as f64 / total as f64;
+        if f > max {
+            return Some(format!(
+                "duplicated {n}-grams cover {f:.3} of chars > {max}"
+            ));
+        }
+    }
+    None
+}
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}").expect("valid")
+});
+static PHONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}|1[3-9]\d{9}|\+\d{1,3}[ .-]?\d{2,4}(?:[ .-]?\d{3,4}){2}")
+        .expect("valid")
+});
+static IP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
+        .expect("valid")
+});
+static CARD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d(?:[ -]?\d){12,18}").expect("valid"));
+static CN_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d{17}[\dXx]").expect("valid"));
+
+/// A match must not continue a longer run of digits, letters or dots.
+fn bounded(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !glued(before) && !glued(after)
+}
+
+fn luhn(digits: &str) -> bool {
+    let ds: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&ds.len()) {
+        return false;
+    }
+    let sum: u32 = ds
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+fn cn_id_valid(id: &str) -> bool {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    let b = id.as_bytes();
+    let sum: u32 = (0..17).map(|i| (b[i] - b'0') as u32 * W[i]).sum();
+    CHECK[(sum % 11) as usize] == b[17].to_ascii_uppercase()
+}
+
+/// Every PII match of the given kinds: (kind, byte range), sorted, non-overlapping.
+fn pii_spans(text: &str, kinds: &[PiiKind]) -> Vec<(PiiKind, usize, usize)> {
+    let mut out: Vec<(PiiKind, usize, usize)> = Vec::new();
+    // most specific first: an ID or card number also looks like a phone number
+    for kind in [
+        PiiKind::Email,
+        PiiKind::CnId,
+        PiiKind::CreditCard,
+        PiiKind::Ip,
+        PiiKind::Phone,
+    ] {
+        if !kinds.contains(&kind) {
+            continue;
+        }
+        let re: &Regex = match kind {
+            PiiKind::Email => &EMAIL,
+            PiiKind::CnId => &CN_ID,
+            PiiKind::CreditCard => &CARD,
+            PiiKind::Ip => &IP,
+            PiiKind::Phone => &PHONE,
+        };
+        for m in re.find_iter(text) {
+            let (s, e) = (m.start(), m.end());
+            if kind != PiiKind::Email && !bounded(text, s, e) {
+                continue;
+            }
+            let ok = match kind {
+                PiiKind::CnId => cn_id_valid(m.as_str()),
+                PiiKind::CreditCard => luhn(m.as_str()),
+                _ => true,
+            };
+            if ok && !out.iter().any(|&(_, a, b)| s < b && a < e) {
+                out.push((kind, s, e));
+            }
+        }
+    }
+    out.sort_by_key(|x| x.1);
+    out
+}
+
+/// PII found in `text`: (kind, matched text).
+pub fn find_pii(text: &str, kinds: &[PiiKind]) -> Vec<(PiiKind, String)> {
+    pii_spans(text, kinds)
+        .into_iter()
+        .map(|(k, s, e)| (k, text[s..e].to_owned()))
+        .collect()
+}
+
+/// `text` with every PII match replaced by its tag, or `None` when there is none.
+pub fn redact(text: &str, kinds: &[PiiKind]) -> Option<String> {
+    let spans = pii_spans(text, kinds);
+    if spans.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (k, s, e) in spans {
+        out.push_str(&text[last..s]);
+        out.push_str(k.tag());
+        last = e;
+    }
+    out.push_str(&text[last..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipe_rows::Message;
+
+    fn row(prompt: &str, response: &str) -> Row {
+        Row {
+            messages: vec![
+                Message::new("user", prompt),
+                Message::new("assistant", response),
+            ],
+            source_file: "t".into(),
+            ..Row::default()
+        }
+    }
+
+    /// The rule that drops `(prompt, response)` under `p`, if any.
+    fn verdict(p: &FilterParams, prompt: &str, response: &str) -> Option<&'static str> {
+        let out = filter(p, vec![row(prompt, response)]).unwrap();
+        out.dropped.first().map(|d| d.rule)
+    }
+
+    fn params(v: serde_json::Value) -> FilterParams {
+        serde_json::from_value(v).unwrap()
+    }
+
+    const OK: &str = "A contract is an agreement that the law will enforce between the parties.";
+
+    #[test]
+    fn length_bounds_cjk_aware() {
+        let p = params(serde_json::json!({"min_chars": 10, "prompt": {"max_words": 5}}));
+        assert_eq!(verdict(&p, "hi", "too short"), Some("response_length"));
+        assert_eq!(verdict(&p, "hi", "long enough"), None);
+        // six CJK characters are six words
+        assert_eq!(verdict(&p, "合同法的规定", OK), Some("prompt_length"));
+        assert_eq!(verdict(&p, "合同法规定", OK), None);
+    }
+
+    #[test]
+    fn ratio_bounds() {
+        let p = params(serde_json::json!({"max_ratio": 10.0, "min_ratio": 0.1}));
+        assert_eq!(verdict(&p, "Why?", &"because ".repeat(10)), Some("ratio"));
+        assert_eq!(verdict(&p, "Why is it so?", "Because of the law."), None);
+        assert_eq!(
+            verdict(&p, &"long question ".repeat(20), "No."),
+            Some("ratio")
+        );
+    }
+
+    #[test]
+    fn empty_and_placeholder_responses() {
+        let p = params(serde_json::json!({"drop_empty": true}));
+        assert_eq!(verdict(&p, "q", "  \n "), Some("empty_response"));
+        assert_eq!(verdict(&p, "q", "N/A"), Some("empty_response"));
+        assert_eq!(verdict(&p, "q", "..."), Some("empty_response"));
+        assert_eq!(verdict(&p, "q", "No."), None);
+    }
+
+    #[test]
+    fn gopher_repetition() {
+        let p = params(serde_json::json!({"repetition": {}}));
+        let lines = "The court held for the plaintiff.\n".repeat(5);
+        assert_eq!(verdict(&p, "q", &lines), Some("repetition"));
+        let spam = "buy now ".repeat(30);
+        assert_eq!(verdict(&p, "q", &spam), Some("repetition"));
+        // a normal paragraph with a repeated phrase twice stays
+        let fine = "The court held that the contract was void, and the defendant owed nothing because the agreement lacked consideration and was signed under duress by a minor.";
+        assert_eq!(verdict(&p, "q", fine), None);
+        // the legal preset keeps statute text with repeated boilerplate n-grams
+        let statute = "(a) The Secretary shall issue regulations under this section. (b) The Secretary shall issue guidance under this section. (c) The Secretary shall report under this section.";
+        assert_eq!(verdict(&p, "q", statute), Some("repetition"));
+        assert_eq!(
+            verdict(
+                &params(serde_json::json!({"preset": "legal"})),
+                "q",
+                statute
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn symbols_letters_and_control_chars() {
+        let p = params(
+            serde_json::json!({"max_symbol_word_ratio": 0.1, "min_alpha_words": 0.8, "drop_control_chars": true}),
+        );
+        assert_eq!(
+            verdict(&p, "q", "# # # heading ... more"),
+            Some("symbol_ratio")
+        );
+        assert_eq!(verdict(&p, "q", "1 2 3 4 5 six"), Some("alpha_words"));
+        assert_eq!(verdict(&p, "q", "one two three four five 6"), None);
+        assert_eq!(verdict(&p, "q", "bell\u{7} here"), Some("control_chars"));
+        assert_eq!(verdict(&p, "q", "tab\tand\r\nnewline fine"), None);
+        // legal preset: section numbers and § are fine
+        let legal = params(serde_json::json!({"preset": "legal"}));
+        assert_eq!(
+            verdict(&legal, "q", "§ 12(b)(3) 1 2 3 4 5 6 7 8 9 10"),
+            None
+        );
+    }
+
+    #[test]
+    fn refusals_builtin_and_user_phrases() {
+        let p = params(
+            serde_json::json!({"drop_refusals": true, "refusal_phrases": ["Consult A Lawyer"]}),
+        );
+        assert_eq!(
+            verdict(&p, "q", "As an AI language model, I cannot give advice."),
+            Some("refusal")
+        );
+        assert_eq!(
+            verdict(&p, "q", "作为一个AI语言模型，我不能回答。"),
+            Some("refusal")
+        );
+        assert_eq!(
+            verdict(&p, "q", "You should consult a lawyer."),
+            Some("refusal")
+        );
+        assert_eq!(
+            verdict(&p, "q", "A language model is a statistical model of text."),
+            None
+        );
+    }
+
+    #[test]
+    fn pii_drop_redact_keep() {
+        let text = "Mail jane.doe@example.com or call +1 415-555-0134; card 4111 1111 1111 1111; id 11010519491231002X; host 192.168.1.20";
+        let found: Vec<PiiKind> = find_pii(text, &all_pii())
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                PiiKind::Email,
+                PiiKind::Phone,
+                PiiKind::CreditCard,
+                PiiKind::CnId,
+                PiiKind::Ip
+            ]
+        );
+        assert_eq!(
+            redact(text, &all_pii()).unwrap(),
+            "Mail <EMAIL> or call <PHONE>; card <CREDIT_CARD>; id <CN_ID>; host <IP>"
+        );
+        // near misses: a failing Luhn number, a bad ID check digit, a statute number, a version string
+        let miss = "card 4111 1111 1111 1112; id 110105194912310021; see 42 U.S.C. 1983; v1.2.3";
+        assert!(
+            find_pii(miss, &all_pii()).is_empty(),
+            "{:?}",
+            find_pii(miss, &all_pii())
+        );
+        let drop = params(serde_json::json!({"pii": {"action": "drop"}}));
+        assert_eq!(verdict(&drop, "q", text), Some("pii"));
+        assert_eq!(verdict(&drop, "q", miss), None);
+        let red = filter(
+            &params(serde_json::json!({"pii": {"action": "redact", "kinds": ["email"]}})),
+            vec![row("q", text)],
+        )
+        .unwrap();
+        assert!(
+            red.rows[0].messages[1]
+                .content
+                .starts_with("Mail <EMAIL> or call +1")
+        );
+        assert_eq!(red.counts, [("pii_redacted", 1)]);
+        let keep = filter(
+            &params(serde_json::json!({"pii": {"action": "keep"}})),
+            vec![row("q", text), row("q", miss)],
+        )
+        .unwrap();
+        assert_eq!(
+            (keep.rows.len(), keep.counts.clone()),
+            (2, vec![("pii_kept", 1)])
+        );
+    }
+
+    #[test]
+    fn scripts_and_regexes() {
+        let p = params(serde_json::json!({"scripts": {"expected": ["Han"], "min_fraction": 0.5}}));
+        assert_eq!(
+            verdict(&p, "q", "This answer is in English."),
+            Some("script")
+        );
+        assert_eq!(
+            verdict(&p, "q", "根据《民法典》第465条 (Civil Code), 合同成立。"),
+            None
+        );
+        let p = params(serde_json::json!({
+            "include": [{"field": "prompt", "pattern": "(?i)contract"}],
+            "exclude": [{"field": "response", "pattern": "lorem"}]
+        }));
+        assert_eq!(verdict(&p, "What is a tort?", "x"), Some("include"));
+        assert_eq!(
+            verdict(&p, "What is a Contract?", "lorem ipsum"),
+            Some("exclude")
+        );
+        assert_eq!(verdict(&p, "What is a Contract?", "An agreement."), None);
+        assert!(
+            validate(&params(
+                serde_json::json!({"exclude": [{"field": "text", "pattern": "("}]})
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn counts_and_presets_resolve() {
+        let p = params(serde_json::json!({"preset": "sft-en", "response": {"max_chars": 100}}));
+        let r = p.resolved();
+        assert_eq!(r.response.max_chars, Some(100)); // explicit wins
+        assert_eq!(r.drop_refusals, Some(true));
+        assert!(r.repetition.is_some());
+        let out = filter(
+            &p,
+            vec![
+                row("q", OK),
+                row("q", "N/A"),
+                row("q", "As an AI language model, no."),
+                row(
+                    "q",
+                    "Je suis très content de répondre à cette question aujourd'hui.",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out.rows.len(), 2); // French is Latin script
+        assert_eq!(out.counts, [("empty_response", 1), ("refusal", 1)]);
+        let zh = params(serde_json::json!({"preset": "sft-zh"}));
+        assert_eq!(verdict(&zh, "q", OK), Some("script"));
+        assert_eq!(
+            verdict(
+                &zh,
+                "q",
+                "合同是当事人之间设立、变更、终止民事法律关系的协议。"
+            ),
+            None
+        );
+    }
+}
