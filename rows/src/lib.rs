@@ -39,10 +39,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use polars_arrow::array::{Array, LargeListArray, PrimitiveArray, StructArray, Utf8ViewArray};
+use polars_arrow::array::{Array, ListArray, PrimitiveArray, StructArray, Utf8ViewArray};
 use polars_arrow::datatypes::{ArrowDataType, Field as ArrowField};
 use polars_arrow::offset::OffsetsBuffer;
 use serde::{Deserialize, Serialize};
+
+/// Polars' physical list type: 64-bit offsets.
+type LargeListArray = ListArray<i64>;
 
 /// File name of a row table inside a stage output folder.
 pub const ROWS_FILE: &str = "rows.parquet";
