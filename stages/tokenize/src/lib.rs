@@ -41,7 +41,7 @@ pub use example::{
     Example, ExampleOptions, ExampleResult, IGNORE, Outcome, Tokenized, TrainOn, Truncate,
     tokenize_example,
 };
-pub use load::{ModelTokenizer, bytes_to_unicode, load_tokenizer};
+pub use load::{IdsAndOffsets, ModelTokenizer, bytes_to_unicode, load_tokenizer};
 
 /// Bump when the bytes of `tokens.arrow` would change for the same inputs.
 pub const TOKENIZE_CODE_VERSION: u32 = 1;

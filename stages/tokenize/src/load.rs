@@ -47,6 +47,9 @@ impl std::fmt::Debug for ModelTokenizer {
     }
 }
 
+/// Token ids and, for each, the byte range `[start, end)` of the text it covers.
+pub type IdsAndOffsets = (Vec<u32>, Vec<(usize, usize)>);
+
 /// End-of-turn tokens of common chat formats: learned at the end of each
 /// assistant turn when the vocabulary has them as special tokens.
 const END_OF_TURN: &[&str] = &[
@@ -85,7 +88,7 @@ impl ModelTokenizer {
     pub fn encode_with_offsets(
         &self,
         text: &str,
-    ) -> Result<(Vec<u32>, Vec<(usize, usize)>), TokenizeError> {
+    ) -> Result<IdsAndOffsets, TokenizeError> {
         let Some(fast) = &self.fast else {
             return self.encode_with_tokenizers(text);
         };
@@ -104,7 +107,7 @@ impl ModelTokenizer {
     pub fn encode_with_tokenizers(
         &self,
         text: &str,
-    ) -> Result<(Vec<u32>, Vec<(usize, usize)>), TokenizeError> {
+    ) -> Result<IdsAndOffsets, TokenizeError> {
         let encoding = self
             .tokenizer
             .encode(text, false)
