@@ -29,6 +29,9 @@ pub mod metrics;
 pub mod report;
 pub mod score;
 
+#[cfg(feature = "model")]
+pub mod stage;
+
 pub use error::EvalError;
 pub use gates::{Gate, GateOutcome, JunitCase, junit_xml, parse_gates};
 pub use schemars;

@@ -1,0 +1,465 @@
+//! The `eval` stage: generate with the base model and the adapter(s) on the
+//! rendered test table, score, gate and write the report folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::EvalError;
+use crate::gates::{GateOutcome, parse_gates};
+use crate::generate::{GenOptions, LogitsModel, Sampling, continuation_logprob, generate};
+use crate::metrics::{BleuTokenize, LabelMatch, RougeTokenizer, classification_report};
+use crate::report::{Column, EvalReport, ExampleRecord};
+use crate::score::{KNOWN_METRICS, ScoreOptions, score};
+
+/// Bump when the report bytes would change for the same inputs.
+pub const EVAL_CODE_VERSION: u32 = 1;
+
+/// Params of the `eval` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalParams {
+    /// Base model (builtin:tiny, a Hugging Face folder, a .gguf file); defaults to the recipe's `model:`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Metrics: bleu, chrf, chrf++, rouge, exact_match, accuracy, f1 (on generated text),
+    /// likelihood (label with the highest log-probability, no generation), loss (eval loss and perplexity).
+    #[serde(default = "EvalParams::default_metrics")]
+    pub metrics: Vec<String>,
+    /// Also evaluate the base model (no adapter) on the same prompts: every metric gets a base column and a delta.
+    #[serde(default)]
+    pub compare_base: bool,
+    /// Other train stages (also listed in `from`) to show as extra columns.
+    #[serde(default)]
+    pub compare: Vec<String>,
+    /// Most tokens generated per example.
+    #[serde(default = "EvalParams::default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    /// Prompts decoded together (left-padded).
+    #[serde(default = "EvalParams::default_batch_size")]
+    pub batch_size: usize,
+    /// 0 = greedy decoding (default); otherwise the sampling temperature.
+    #[serde(default)]
+    pub temperature: f32,
+    /// Sample among the k most likely tokens (0 = all).
+    #[serde(default)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1.0 = off).
+    #[serde(default = "EvalParams::default_top_p")]
+    pub top_p: f32,
+    /// Strings that end generation (besides EOS and end-of-turn tokens).
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// CI gates, metric -> condition: `rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"`.
+    #[serde(default)]
+    pub gates: BTreeMap<String, String>,
+    /// ROUGE tokenizer: default (rouge-score's; drops non-Latin text), cjk or jieba.
+    #[serde(default)]
+    pub rouge_tokenizer: RougeTokenizer,
+    /// Porter stemmer for ROUGE.
+    #[serde(default)]
+    pub stemmer: bool,
+    /// BLEU tokenizer (sacrebleu): 13a, zh, intl, char, none.
+    #[serde(default)]
+    pub bleu_tokenize: BleuTokenize,
+    /// Lowercase before BLEU and chrF.
+    #[serde(default)]
+    pub lowercase: bool,
+    /// How a label is found in generated text: exact, starts_with, contains.
+    #[serde(default)]
+    pub label_match: LabelMatch,
+    /// The class labels; default: the distinct labels of the test rows.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+    /// Evaluate only the first N test rows.
+    #[serde(default)]
+    pub max_examples: Option<usize>,
+    /// Sampling seed; defaults to the recipe's seed.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// CPU threads; defaults to what the engine gives the stage.
+    #[serde(default)]
+    pub threads: Option<usize>,
+}
+
+impl EvalParams {
+    fn default_metrics() -> Vec<String> {
+        vec!["rouge".into(), "bleu".into()]
+    }
+    fn default_max_new_tokens() -> usize {
+        128
+    }
+    fn default_batch_size() -> usize {
+        8
+    }
+    fn default_top_p() -> f32 {
+        1.0
+    }
+
+    /// Checks names and values that do not need the inputs.
+    pub fn validate(&self) -> Result<(), EvalError> {
+        for m in &self.metrics {
+            if m != "likelihood" && m != "loss" && !KNOWN_METRICS.iter().any(|(k, _)| k == m) {
+                return Err(EvalError::UnknownMetric {
+                    name: m.clone(),
+                    known: KNOWN_METRICS
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .chain(["likelihood", "loss"])
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        self.score_options().validate()?;
+        let gates = parse_gates(&self.gates)?;
+        if !self.compare_base
+            && let Some(g) = gates.iter().find(|g| g.needs_base())
+        {
+            return Err(EvalError::Gate {
+                metric: g.metric.clone(),
+                condition: g.condition.clone(),
+                message: "`base` needs `compare_base: true`".into(),
+            });
+        }
+        if self.batch_size == 0 {
+            return Err(EvalError::Invalid("`batch_size` must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.top_p) || self.top_p == 0.0 {
+            return Err(EvalError::Invalid("`top_p` must be in (0, 1]".into()));
+        }
+        Ok(())
+    }
+
+    pub fn score_options(&self) -> ScoreOptions {
+        ScoreOptions {
+            metrics: self
+                .metrics
+                .iter()
+                .filter(|m| *m != "likelihood" && *m != "loss")
+                .cloned()
+                .collect(),
+            bleu_tokenize: self.bleu_tokenize,
+            lowercase: self.lowercase,
+            rouge_tokenizer: self.rouge_tokenizer,
+            stemmer: self.stemmer,
+            label_match: self.label_match,
+            labels: self.labels.clone(),
+        }
+    }
+
+    fn wants(&self, m: &str) -> bool {
+        self.metrics.iter().any(|x| x == m)
+    }
+}
+
+/// Progress sink (the engine's progress bar, behind the adapter).
+pub trait Progress {
+    fn set_total(&self, total: u64, unit: &str);
+    fn inc(&self, delta: u64);
+    fn message(&self, msg: &str);
+}
+
+/// A system to evaluate: the base model (no adapter) or an adapter folder.
+#[derive(Debug, Clone)]
+pub struct System {
+    pub name: String,
+    pub adapter_dir: Option<PathBuf>,
+}
+
+/// Everything the stage reads.
+#[derive(Debug, Clone)]
+pub struct EvalInputs {
+    pub stage_name: String,
+    pub model: pipe_model::ResolvedModel,
+    /// Systems in column order; the last is the one under test (gates apply to it).
+    pub systems: Vec<System>,
+    /// The rendered test table (`rendered.parquet`).
+    pub test_table: PathBuf,
+    /// `loss.svg` of the adapter under test, if present.
+    pub loss_svg: Option<PathBuf>,
+    pub seed: u64,
+}
+
+/// What the stage returns to the engine.
+#[derive(Debug, Clone)]
+pub struct EvalOutcome {
+    pub report: EvalReport,
+    /// Metrics of the system under test, plus `base_<metric>` for the base model.
+    pub metrics: BTreeMap<String, f64>,
+    pub gates: Vec<GateOutcome>,
+    pub tokens_per_s: f64,
+}
+
+fn model_err(e: impl std::fmt::Display) -> EvalError {
+    EvalError::Model(e.to_string())
+}
+
+/// Runs the evaluation and writes `out_dir/{metrics.json, predictions.jsonl, report.md, report.html}`.
+pub fn run_eval(
+    inputs: &EvalInputs,
+    params: &EvalParams,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<EvalOutcome, EvalError> {
+    params.validate()?;
+    let mut rows = pipe_rows::read_rendered(&inputs.test_table).map_err(|e| EvalError::Input {
+        path: inputs.test_table.clone(),
+        message: e.to_string(),
+    })?;
+    if let Some(n) = params.max_examples {
+        rows.truncate(n);
+    }
+    if rows.is_empty() {
+        return Err(EvalError::Input {
+            path: inputs.test_table.clone(),
+            message: "the test table has no rows".into(),
+        });
+    }
+    let tok = pipe_tokenize::load_tokenizer(&inputs.model).map_err(model_err)?;
+    let encode_plain = |text: &str| -> Result<Vec<u32>, EvalError> {
+        Ok(tok
+            .tokenizer
+            .encode_fast(text, false)
+            .map_err(model_err)?
+            .get_ids()
+            .to_vec())
+    };
+    let prompts: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| tok.try_encode(&r.prompt).map_err(model_err))
+        .collect::<Result<_, _>>()?;
+    let references: Vec<Vec<String>> = rows.iter().map(|r| vec![r.reference.clone()]).collect();
+    let y_true: Vec<String> = rows
+        .iter()
+        .map(|r| r.row.label.clone().unwrap_or_else(|| r.reference.clone()))
+        .collect();
+    let mut label_set = params.labels.clone().unwrap_or_else(|| y_true.clone());
+    label_set.sort();
+    label_set.dedup();
+    let opts = params.score_options();
+    let generates = !opts.metrics.is_empty();
+    let stop_ids = tok.stop_ids.clone();
+    let gen_opts = GenOptions {
+        max_new_tokens: params.max_new_tokens,
+        sampling: Sampling {
+            temperature: params.temperature,
+            top_k: params.top_k,
+            top_p: params.top_p,
+        },
+        seed: params.seed.unwrap_or(inputs.seed),
+        stop_ids: stop_ids.clone(),
+        stop_strings: params.stop.clone(),
+        batch_size: params.batch_size,
+        pad_id: tok.pad_id.or(tok.eos_id).unwrap_or(0),
+    };
+    let decode = |ids: &[u32]| tok.tokenizer.decode(ids, true).unwrap_or_default();
+
+    let n_sys = inputs.systems.len() as u64;
+    let per_sys = if generates {
+        (rows.len() * params.max_new_tokens) as u64
+    } else {
+        rows.len() as u64
+    };
+    progress.set_total(
+        per_sys * n_sys,
+        if generates { "tokens" } else { "examples" },
+    );
+    let mut columns = Vec::new();
+    let mut examples: Vec<ExampleRecord> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ExampleRecord {
+            index: i,
+            prompt: r.prompt.clone(),
+            reference: r.reference.clone(),
+            label: r.row.label.clone(),
+            task: r.row.task.clone(),
+            outputs: BTreeMap::new(),
+            predicted_labels: BTreeMap::new(),
+            scores: BTreeMap::new(),
+        })
+        .collect();
+    let (mut gen_tokens, mut gen_secs) = (0u64, 0f64);
+    for sys in &inputs.systems {
+        progress.message(&format!("{}: loading", sys.name));
+        let mut model =
+            pipe_train::Generator::load(&inputs.model, sys.adapter_dir.as_deref(), gen_opts.seed)
+                .map_err(model_err)?;
+        let mut metrics = BTreeMap::new();
+        let mut classification = None;
+        if generates {
+            let t0 = Instant::now();
+            let mut done = 0u64;
+            let outs = generate(&mut model, &prompts, &gen_opts, &decode, &mut |k| {
+                done += k;
+                progress.inc(k);
+                let s = t0.elapsed().as_secs_f64();
+                if s > 0.0 {
+                    progress.message(&format!("{}: {:.0} tok/s", sys.name, done as f64 / s));
+                }
+            })
+            .map_err(EvalError::Model)?;
+            let produced: u64 = outs.iter().map(|g| g.ids.len() as u64).sum();
+            gen_tokens += produced;
+            gen_secs += t0.elapsed().as_secs_f64();
+            // Sequences that stopped early did not use their share of the total.
+            progress.inc(
+                (rows.len() * params.max_new_tokens) as u64
+                    - done.min((rows.len() * params.max_new_tokens) as u64),
+            );
+            let preds: Vec<String> = outs.iter().map(|g| g.text.trim().to_owned()).collect();
+            let s = score(&preds, &references, Some(y_true.as_slice()), &opts)?;
+            metrics.extend(s.corpus.clone());
+            classification = s.classification.clone();
+            for (i, e) in examples.iter_mut().enumerate() {
+                e.outputs.insert(sys.name.clone(), preds[i].clone());
+                if let Some(Some(l)) = s.predicted_labels.get(i) {
+                    e.predicted_labels.insert(sys.name.clone(), l.clone());
+                }
+                e.scores
+                    .entry(sys.name.clone())
+                    .or_default()
+                    .extend(s.per_example[i].clone());
+            }
+        }
+        if params.wants("likelihood") {
+            let label_ids: Vec<Vec<u32>> = label_set
+                .iter()
+                .map(|l| encode_plain(l.as_str()))
+                .collect::<Result<_, _>>()?;
+            let mut picked = Vec::with_capacity(rows.len());
+            for (i, p) in prompts.iter().enumerate() {
+                let k = crate::generate::likelihood_label(&mut model, p, &label_ids)
+                    .map_err(EvalError::Model)?;
+                picked.push(label_set[k].clone());
+                examples[i]
+                    .scores
+                    .entry(sys.name.clone())
+                    .or_default()
+                    .insert(
+                        "likelihood_correct".into(),
+                        if label_set[k] == y_true[i] { 1.0 } else { 0.0 },
+                    );
+                if !generates {
+                    progress.inc(1);
+                }
+            }
+            let rep = classification_report(&y_true, &picked, Some(label_set.as_slice()));
+            metrics.insert("likelihood_accuracy".into(), rep.accuracy);
+            metrics.insert("likelihood_f1_macro".into(), rep.macro_avg.f1);
+            if classification.is_none() {
+                classification = Some(rep);
+            }
+        }
+        if params.wants("loss") {
+            // Token-weighted mean negative log-likelihood of reference + end-of-turn given the prompt.
+            let (mut nll, mut count) = (0f64, 0u64);
+            for (i, p) in prompts.iter().enumerate() {
+                let mut cont = encode_plain(rows[i].reference.as_str())?;
+                if let Some(&end) = stop_ids.first() {
+                    cont.push(end);
+                }
+                let lp = continuation_logprob(&mut model, p, &cont).map_err(EvalError::Model)?;
+                nll -= lp;
+                count += cont.len() as u64;
+                examples[i]
+                    .scores
+                    .entry(sys.name.clone())
+                    .or_default()
+                    .insert("loss".into(), -lp / cont.len().max(1) as f64);
+            }
+            let loss = if count == 0 { 0.0 } else { nll / count as f64 };
+            metrics.insert("eval_loss".into(), loss);
+            metrics.insert("perplexity".into(), loss.exp());
+        }
+        columns.push(Column {
+            name: sys.name.clone(),
+            metrics,
+            classification,
+        });
+    }
+
+    let last = columns.last().expect("at least one system");
+    let base = columns
+        .iter()
+        .find(|c| c.name == "base")
+        .filter(|_| columns.len() > 1);
+    let gates = parse_gates(&params.gates)?
+        .iter()
+        .map(|g| g.evaluate(&last.metrics, base.map(|b| &b.metrics)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut flat = last.metrics.clone();
+    if let Some(b) = base {
+        for (k, v) in &b.metrics {
+            flat.insert(format!("base_{k}"), *v);
+        }
+    }
+    let loss_svg = inputs
+        .loss_svg
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok());
+    let decoding = if gen_opts.sampling.is_greedy() {
+        "greedy".to_owned()
+    } else {
+        format!(
+            "temperature {} top_k {} top_p {}",
+            params.temperature, params.top_k, params.top_p
+        )
+    };
+    let settings = json!({
+        "metrics": opts.settings(),
+        "generation": {
+            "max_new_tokens": params.max_new_tokens,
+            "batch_size": params.batch_size,
+            "decoding": decoding,
+            "seed": gen_opts.seed,
+            "stop_ids": stop_ids,
+            "stop_strings": params.stop,
+        },
+        "labels": label_set,
+        "loss": "mean NLL per token of reference + end-of-turn token given the prompt",
+        "likelihood": "label with the highest summed log-probability given the prompt",
+    });
+    let report = EvalReport {
+        stage: inputs.stage_name.clone(),
+        settings,
+        columns,
+        examples,
+        gates: gates.clone(),
+        loss_svg,
+    };
+    report.write(out_dir)?;
+    if let Some(svg) = &inputs.loss_svg
+        && svg.is_file()
+    {
+        let dst = out_dir.join("loss.svg");
+        std::fs::copy(svg, &dst).map_err(|e| EvalError::io(&dst, e))?;
+    }
+    Ok(EvalOutcome {
+        report,
+        metrics: flat,
+        gates,
+        tokens_per_s: if gen_secs > 0.0 {
+            gen_tokens as f64 / gen_secs
+        } else {
+            0.0
+        },
+    })
+}
+
+/// Generation throughput on one system: tokens/s for a batch of prompts (bench helper).
+pub fn generation_speed(
+    model: &mut dyn LogitsModel,
+    prompts: &[Vec<u32>],
+    opts: &GenOptions,
+) -> Result<(u64, f64), EvalError> {
+    let t0 = Instant::now();
+    let outs = generate(model, prompts, opts, &|_| String::new(), &mut |_| {})
+        .map_err(EvalError::Model)?;
+    let n: u64 = outs.iter().map(|g| g.ids.len() as u64).sum();
+    Ok((n, t0.elapsed().as_secs_f64()))
+}
