@@ -1,5 +1,287 @@
-//! Registers the `pipe-eval` stage kinds.
+//! Registers the `eval` stage kind: a train stage's adapter + a rendered test
+//! table -> `report/` (metrics.json, predictions.jsonl, report.md, report.html),
+//! metrics and CI gates for the run record.
+//!
+//! Recipe: `report: {kind: eval, from: [adapter, chat.test], metrics: [rouge, bleu],
+//! compare_base: true, gates: {rougeL: ">= 0.30"}}`.
 
-use pipe_pipeline::stage::Registry;
+use pipe_eval::EvalError;
+use pipe_eval::schemars;
+use pipe_eval::stage::{
+    EVAL_CODE_VERSION, EvalInputs, EvalParams, Progress as EvalProgress, System, run_eval,
+};
+use pipe_pipeline::stage::{
+    GateResult, Input, PlanEnv, Progress, Registry, RunContext, Stage, StageError, StagePlan,
+    StageReport,
+};
+use serde_json::Value;
 
-pub fn register(_registry: &mut Registry) {}
+/// Builtin models have no files to hash: their version enters the params instead.
+const BUILTIN_VERSION_KEY: &str = "_builtin_version";
+
+fn params_error(e: EvalError) -> StageError {
+    match &e {
+        EvalError::Gate { metric, .. } => {
+            let key = format!("gates.{metric}");
+            StageError::params(e.to_string()).with_key(key)
+        }
+        EvalError::UnknownMetric { .. } => StageError::params(e.to_string()).with_key("metrics"),
+        _ => StageError::params(e.to_string()),
+    }
+}
+
+fn run_error(e: EvalError) -> StageError {
+    match e {
+        e @ (EvalError::Input { .. } | EvalError::Io { .. } | EvalError::Line { .. }) => {
+            StageError::input(e.to_string())
+        }
+        e @ (EvalError::Gate { .. } | EvalError::UnknownMetric { .. } | EvalError::Invalid(_)) => {
+            params_error(e)
+        }
+        e => StageError::failed(e.to_string()),
+    }
+}
+
+struct ProgressBridge<'a>(&'a dyn Progress);
+
+impl EvalProgress for ProgressBridge<'_> {
+    fn set_total(&self, total: u64, unit: &str) {
+        self.0.set_total(total, unit);
+    }
+    fn inc(&self, delta: u64) {
+        self.0.inc(delta);
+    }
+    fn message(&self, msg: &str) {
+        self.0.message(msg);
+    }
+}
+
+struct Eval;
+
+impl Eval {
+    /// The folder holding the rendered test table of a non-train input.
+    fn table_dir(input: &Input) -> &std::path::Path {
+        if input.output.is_some() {
+            input.primary()
+        } else {
+            input.get("test").unwrap_or_else(|| input.primary())
+        }
+    }
+}
+
+impl Stage for Eval {
+    fn kind(&self) -> &'static str {
+        "eval"
+    }
+
+    fn code_version(&self) -> u32 {
+        EVAL_CODE_VERSION
+    }
+
+    fn about(&self) -> &'static str {
+        "generate on the test split with base and adapter; ROUGE/BLEU/chrF/accuracy/F1, report and CI gates"
+    }
+
+    fn params_schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(EvalParams)).unwrap_or(Value::Null)
+    }
+
+    fn plan(&self, params: &Value, env: &PlanEnv<'_>) -> Result<StagePlan, StageError> {
+        let mut p: EvalParams = crate::stages::parse_params(params)?;
+        p.validate().map_err(params_error)?;
+        let trains: Vec<_> = env.inputs.iter().filter(|i| i.kind == "train").collect();
+        let tables: Vec<_> = env.inputs.iter().filter(|i| i.kind != "train").collect();
+        if trains.is_empty() || tables.len() != 1 {
+            return Err(StageError::params(format!(
+                "eval takes one or more train stages and one rendered test table in `from`, got {}",
+                env.inputs.iter().map(|i| format!("{} ({})", i.stage, i.kind)).collect::<Vec<_>>().join(", ")
+            ))
+            .with_key("from")
+            .with_hint("for example `from: [adapter, chat.test]` (a train stage and the render stage's test output)"));
+        }
+        if tables[0].kind != "render" {
+            return Err(StageError::params(format!(
+                "`{}` is a {} stage; eval reads rendered prompts from a render stage",
+                tables[0].stage, tables[0].kind
+            ))
+            .with_key("from")
+            .with_hint("render the test split first, e.g. `chat: {kind: render, from: split}` then `from: [adapter, chat.test]`"));
+        }
+        for c in &p.compare {
+            if !trains.iter().any(|t| &t.stage == c) {
+                return Err(StageError::params(format!(
+                    "`{c}` in `compare` is not a train stage listed in `from`"
+                ))
+                .with_key("compare"));
+            }
+        }
+        if trains
+            .iter()
+            .filter(|t| !p.compare.contains(&t.stage))
+            .count()
+            != 1
+        {
+            return Err(StageError::params(
+                "exactly one train stage in `from` must be the adapter under test; list the others in `compare`",
+            )
+            .with_key("compare"));
+        }
+        let reference = p
+            .model
+            .clone()
+            .or(env.model.map(str::to_owned))
+            .ok_or_else(|| {
+                StageError::params("no model: set `model:` in the recipe or on this stage")
+                    .with_key("model")
+            })?;
+        let resolved = pipe_model::resolve(&reference, env.recipe_dir).map_err(|e| {
+            let hint = e.hint();
+            let mut err = StageError::params(e.to_string()).with_key("model");
+            if let Some(h) = hint {
+                err = err.with_hint(h);
+            }
+            err
+        })?;
+        p.model = Some(reference);
+        p.seed = Some(p.seed.unwrap_or(env.seed));
+        let mut canonical =
+            serde_json::to_value(&p).map_err(|e| StageError::failed(e.to_string()))?;
+        if matches!(resolved, pipe_model::ResolvedModel::Builtin { .. }) {
+            canonical[BUILTIN_VERSION_KEY] = pipe_model::builtin::TINY_VERSION.into();
+        }
+        Ok(StagePlan {
+            params: canonical,
+            outputs: vec!["report".to_owned()],
+            files: resolved.files(),
+        })
+    }
+
+    fn run(&self, ctx: &RunContext<'_>) -> Result<StageReport, StageError> {
+        let mut params = ctx.params.clone();
+        if let Some(map) = params.as_object_mut() {
+            map.remove(BUILTIN_VERSION_KEY);
+        }
+        let p: EvalParams = crate::stages::parse_params(&params)?;
+        let reference = p.model.clone().unwrap_or_default();
+        let model = pipe_model::resolve(&reference, ctx.recipe_dir)
+            .map_err(|e| StageError::input(e.to_string()).with_key("model"))?;
+        let adapter_dir = |i: &Input| i.get("adapter").unwrap_or_else(|| i.primary()).to_owned();
+        let trains: Vec<&Input> = ctx.inputs.iter().filter(|i| i.kind == "train").collect();
+        let table = ctx
+            .inputs
+            .iter()
+            .find(|i| i.kind != "train")
+            .ok_or_else(|| StageError::input("eval needs a rendered test table in `from`"))?;
+        let test_table = Eval::table_dir(table).join(pipe_rows::RENDERED_FILE);
+        if !test_table.is_file() {
+            return Err(StageError::input(format!(
+                "{} not found: `from` must name a render stage's output",
+                test_table.display()
+            )));
+        }
+        let under_test = trains
+            .iter()
+            .find(|t| !p.compare.contains(&t.stage))
+            .ok_or_else(|| StageError::input("no train stage to evaluate in `from`"))?;
+        let mut systems = Vec::new();
+        if p.compare_base {
+            systems.push(System {
+                name: "base".into(),
+                adapter_dir: None,
+            });
+        }
+        for c in &p.compare {
+            if let Some(t) = trains.iter().find(|t| &t.stage == c) {
+                systems.push(System {
+                    name: c.clone(),
+                    adapter_dir: Some(adapter_dir(*t)),
+                });
+            }
+        }
+        let primary = adapter_dir(*under_test);
+        systems.push(System {
+            name: "adapter".into(),
+            adapter_dir: Some(primary.clone()),
+        });
+        let svg = primary.join("loss.svg");
+        let inputs = EvalInputs {
+            stage_name: ctx.stage_name.to_owned(),
+            model,
+            systems,
+            test_table,
+            loss_svg: svg.is_file().then_some(svg),
+            seed: p.seed.unwrap_or(ctx.seed),
+        };
+        pipe_train::set_threads(p.threads.unwrap_or(ctx.threads));
+        let out = run_eval(
+            &inputs,
+            &p,
+            &ctx.output_dir("report"),
+            &ProgressBridge(ctx.progress),
+        )
+        .map_err(run_error)?;
+        let headline: Vec<String> = out
+            .report
+            .headline_metrics()
+            .iter()
+            .take(4)
+            .filter_map(|m| {
+                let v = out.metrics.get(m)?;
+                let base = out.metrics.get(&format!("base_{m}"));
+                Some(match base {
+                    Some(b) => format!(
+                        "{m} {} (base {})",
+                        pipe_eval::score::fmt_metric(m, *v),
+                        pipe_eval::score::fmt_metric(m, *b)
+                    ),
+                    None => format!("{m} {}", pipe_eval::score::fmt_metric(m, *v)),
+                })
+            })
+            .collect();
+        let failed = out.gates.iter().filter(|g| !g.passed).count();
+        let mut summary = format!(
+            "{} examples: {}",
+            out.report.examples.len(),
+            headline.join(", ")
+        );
+        if !out.gates.is_empty() {
+            summary.push_str(&format!(
+                "; gates {}/{} passed",
+                out.gates.len() - failed,
+                out.gates.len()
+            ));
+        }
+        let mut report = StageReport {
+            summary,
+            ..Default::default()
+        };
+        report
+            .stats
+            .insert("examples".into(), out.report.examples.len().into());
+        report
+            .stats
+            .insert("tokens_per_s".into(), out.tokens_per_s.into());
+        report
+            .stats
+            .insert("headline_table".into(), out.report.headline_table().into());
+        for (k, v) in &out.metrics {
+            report.metrics.insert(k.clone(), (*v).into());
+        }
+        report.gates = out
+            .gates
+            .iter()
+            .map(|g| GateResult {
+                metric: g.metric.clone(),
+                condition: g.condition.clone(),
+                value: g.value,
+                threshold: g.threshold,
+                passed: g.passed,
+            })
+            .collect();
+        Ok(report)
+    }
+}
+
+pub fn register(registry: &mut Registry) {
+    registry.add(Eval);
+}
