@@ -178,9 +178,16 @@ fn validate_reports_missing_inputs() {
 #[test]
 fn explain_lists_kinds_and_describes_params() {
     let t = Sandbox::new();
-    t.pipe(&["explain"])
-        .success()
-        .stdout_has("command  run a shell command");
+    // Kinds are listed one a line, names padded to a column.
+    let listing = t.pipe(&["explain"]).success();
+    assert!(
+        listing
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("command ") && l.contains("run a shell command")),
+        "no `command` line in:\n{}",
+        listing.stdout
+    );
     t.pipe(&["explain", "command"])
         .success()
         .stdout_has("run: string (required)")

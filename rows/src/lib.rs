@@ -352,7 +352,11 @@ fn read_str(path: &Path, df: &DataFrame, name: &str) -> Result<Vec<Option<String
     let ca = col
         .str()
         .map_err(|e| schema_err(path, name, e.to_string()))?;
-    Ok(ca.into_iter().map(|v| v.map(str::to_owned)).collect())
+    Ok(ca
+        .downcast_iter()
+        .flat_map(|arr| arr.iter())
+        .map(|v| v.map(str::to_owned))
+        .collect())
 }
 
 /// The flat struct arrays of a list<struct> column, one entry per chunk, with
@@ -423,8 +427,9 @@ fn rows_from_frame(path: &Path, df: &DataFrame) -> Result<Vec<Row>, RowsError> {
         .map_err(|_| schema_err(path, "source_row", "missing"))?
         .u64()
         .map_err(|e| schema_err(path, "source_row", e.to_string()))?
-        .into_iter()
-        .map(|v| v.unwrap_or_default())
+        .downcast_iter()
+        .flat_map(|arr| arr.iter())
+        .map(|v| v.copied().unwrap_or_default())
         .collect();
     let mut out = Vec::with_capacity(df.height());
     let mut it = (

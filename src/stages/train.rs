@@ -9,8 +9,8 @@ use pipe_pipeline::stage::{
 use pipe_train::TrainError;
 use pipe_train::lora::LoraSpec;
 use pipe_train::optim::Schedule;
-use pipe_train::trainer::{Outcome, TrainOptions, TrainPaths};
 use pipe_train::schemars::{self, JsonSchema};
+use pipe_train::trainer::{Outcome, TrainOptions, TrainPaths};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -187,7 +187,9 @@ fn stage_error(err: TrainError) -> StageError {
         TrainError::Param { key, message } => {
             StageError::params(format!("`{key}`: {message}")).with_key(key)
         }
-        e @ (TrainError::Io { .. } | TrainError::BadFile { .. }) => StageError::input(e.to_string()),
+        e @ (TrainError::Io { .. } | TrainError::BadFile { .. }) => {
+            StageError::input(e.to_string())
+        }
         e => StageError::failed(e.to_string()),
     }
 }
@@ -220,10 +222,14 @@ impl Stage for Train {
             ))
             .with_key("from"));
         }
-        let reference = p.model.clone().or(env.model.map(str::to_owned)).ok_or_else(|| {
-            StageError::params("no model: set `model:` in the recipe or on this stage")
-                .with_key("model")
-        })?;
+        let reference = p
+            .model
+            .clone()
+            .or(env.model.map(str::to_owned))
+            .ok_or_else(|| {
+                StageError::params("no model: set `model:` in the recipe or on this stage")
+                    .with_key("model")
+            })?;
         let resolved = pipe_model::resolve(&reference, env.recipe_dir).map_err(|e| {
             let hint = e.hint();
             let mut err = StageError::params(e.to_string()).with_key("model");
@@ -233,9 +239,11 @@ impl Stage for Train {
             err
         })?;
         if p.device == DeviceParam::Cuda && !pipe_train::CUDA_ENABLED {
-            return Err(StageError::params("this pipe was built without CUDA support")
-                .with_key("device")
-                .with_hint("use `device: cpu`, or build pipe-train with `--features cuda`"));
+            return Err(
+                StageError::params("this pipe was built without CUDA support")
+                    .with_key("device")
+                    .with_hint("use `device: cpu`, or build pipe-train with `--features cuda`"),
+            );
         }
         LoraSpec::new(
             p.lora.rank,
@@ -247,7 +255,8 @@ impl Stage for Train {
         .map_err(stage_error)?;
         p.model = Some(reference);
         p.seed = Some(p.seed.unwrap_or(env.seed));
-        let mut canonical = serde_json::to_value(&p).map_err(|e| StageError::failed(e.to_string()))?;
+        let mut canonical =
+            serde_json::to_value(&p).map_err(|e| StageError::failed(e.to_string()))?;
         if matches!(resolved, pipe_model::ResolvedModel::Builtin { .. }) {
             canonical[BUILTIN_VERSION_KEY] = pipe_model::builtin::TINY_VERSION.into();
         }
@@ -348,7 +357,9 @@ impl Stage for Train {
         {
             Outcome::Finished(s) => s,
             Outcome::Stopped { step } => {
-                return Err(StageError::failed(format!("training stopped at step {step}")));
+                return Err(StageError::failed(format!(
+                    "training stopped at step {step}"
+                )));
             }
         };
         if p.merge {

@@ -85,10 +85,7 @@ impl ModelTokenizer {
     }
 
     /// Token ids of `text` with the byte range of `text` each one covers; no BOS.
-    pub fn encode_with_offsets(
-        &self,
-        text: &str,
-    ) -> Result<IdsAndOffsets, TokenizeError> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<IdsAndOffsets, TokenizeError> {
         let Some(fast) = &self.fast else {
             return self.encode_with_tokenizers(text);
         };
@@ -104,10 +101,7 @@ impl ModelTokenizer {
 
     /// [`ModelTokenizer::encode_with_offsets`] through the full tokenizers pipeline
     /// (what the fast path is checked against).
-    pub fn encode_with_tokenizers(
-        &self,
-        text: &str,
-    ) -> Result<IdsAndOffsets, TokenizeError> {
+    pub fn encode_with_tokenizers(&self, text: &str) -> Result<IdsAndOffsets, TokenizeError> {
         let encoding = self
             .tokenizer
             .encode(text, false)

@@ -408,9 +408,14 @@ pub fn train(
     let out = &paths.out_dir;
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     lora::save_adapter(out, &model, &opts.lora, &opts.base_model)?;
+    // The stage's outputs must be byte-identical across runs (cache, early
+    // cutoff, `pipe reproduce`), and a resumed run must equal an uninterrupted
+    // one: wall-clock figures and the resume point go to the stage stats, not
+    // into these files.
     let mut jsonl = String::new();
     for entry in &log {
-        jsonl.push_str(&serde_json::to_string(entry).expect("json"));
+        let value = without_timing(serde_json::to_value(entry).expect("json"));
+        jsonl.push_str(&serde_json::to_string(&value).expect("json"));
         jsonl.push('\n');
     }
     write_atomic(&out.join(LOG_FILE), jsonl.as_bytes())?;
@@ -433,9 +438,22 @@ pub fn train(
         trainable_params: sizes.iter().sum::<usize>() as u64,
         resumed_from_step: resumed_from,
     };
-    let text = serde_json::to_string_pretty(&summary).expect("json");
+    let text = serde_json::to_string_pretty(&without_timing(
+        serde_json::to_value(&summary).expect("json"),
+    ))
+    .expect("json");
     write_atomic(&out.join(SUMMARY_FILE), text.as_bytes())?;
     Ok(Outcome::Finished(summary))
+}
+
+/// Drop the fields that depend on the wall clock or on whether the run resumed.
+fn without_timing(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = value.as_object_mut() {
+        for key in ["tokens_per_s", "elapsed_s", "resumed_from_step"] {
+            map.remove(key);
+        }
+    }
+    value
 }
 
 fn save_checkpoint(

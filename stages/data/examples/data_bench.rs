@@ -1,7 +1,7 @@
 //! Throughput of the data stages on synthetic alpaca rows.
 //!
 //! ```text
-//! cargo run -p pipe-data --example bench \
+//! cargo run -p pipe-data --example data_bench \
 //!     --config 'profile.dev.package.pipe-data.opt-level=3' -- [ROWS=1000000] [THREADS]
 //! ```
 //!
