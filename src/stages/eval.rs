@@ -194,11 +194,11 @@ impl Stage for Eval {
             if let Some(t) = trains.iter().find(|t| &t.stage == c) {
                 systems.push(System {
                     name: c.clone(),
-                    adapter_dir: Some(adapter_dir(*t)),
+                    adapter_dir: Some(adapter_dir(t)),
                 });
             }
         }
-        let primary = adapter_dir(*under_test);
+        let primary = adapter_dir(under_test);
         systems.push(System {
             name: "adapter".into(),
             adapter_dir: Some(primary.clone()),
