@@ -126,22 +126,7 @@ impl Stage for Eval {
             )
             .with_key("compare"));
         }
-        let reference = p
-            .model
-            .clone()
-            .or(env.model.map(str::to_owned))
-            .ok_or_else(|| {
-                StageError::params("no model: set `model:` in the recipe or on this stage")
-                    .with_key("model")
-            })?;
-        let resolved = pipe_model::resolve(&reference, env.recipe_dir).map_err(|e| {
-            let hint = e.hint();
-            let mut err = StageError::params(e.to_string()).with_key("model");
-            if let Some(h) = hint {
-                err = err.with_hint(h);
-            }
-            err
-        })?;
+        let (reference, resolved) = crate::stages::plan_model(p.model.as_deref(), env)?;
         p.model = Some(reference);
         p.seed = Some(p.seed.unwrap_or(env.seed));
         let mut canonical =

@@ -11,7 +11,7 @@ mod render;
 mod tokenize;
 mod train;
 
-use pipe_pipeline::stage::{Registry, StageError};
+use pipe_pipeline::stage::{PlanEnv, Registry, StageError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -26,6 +26,27 @@ pub fn registry() -> Registry {
     // Users' own programs, cached like any other stage (engine-side kind).
     registry.add(pipe_pipeline::command::CommandStage);
     registry
+}
+
+/// The model a planning stage uses (its own `model` param, else the recipe's),
+/// resolved to files, with the error pointing at the `model` key.
+pub fn plan_model(
+    own: Option<&str>,
+    env: &PlanEnv<'_>,
+) -> Result<(String, pipe_model::ResolvedModel), StageError> {
+    let reference = own.or(env.model).map(str::to_owned).ok_or_else(|| {
+        StageError::params("no model: set `model:` in the recipe or on this stage")
+            .with_key("model")
+    })?;
+    let resolved = pipe_model::resolve(&reference, env.recipe_dir).map_err(|e| {
+        let hint = e.hint();
+        let mut err = StageError::params(e.to_string()).with_key("model");
+        if let Some(h) = hint {
+            err = err.with_hint(h);
+        }
+        err
+    })?;
+    Ok((reference, resolved))
 }
 
 /// Deserialize a stage's params strictly, keeping the dotted path of the
