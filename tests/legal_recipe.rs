@@ -56,8 +56,14 @@ fn legal_recipe_runs_caches_and_reruns_only_what_changed() {
     assert_eq!(first.len(), 8, "closing table lacks stages:\n{text}");
     assert!(first.iter().all(|(_, s)| s == "ran"), "{text}");
 
-    let (code, text) = pipe(cache.path(), &[]);
+    let junit = cache.path().join("gates.xml");
+    let (code, text) = pipe(cache.path(), &["--junit", junit.to_str().unwrap()]);
     assert_eq!(code, 0, "second run failed:\n{text}");
+    // The gates reach CI as JUnit test cases.
+    let xml = std::fs::read_to_string(&junit).expect("--junit writes its file");
+    assert!(xml.contains("<testsuite name=\"report\""), "{xml}");
+    assert!(xml.contains("eval_loss: &lt;= base - 0.5"), "{xml}");
+    assert!(xml.contains("failures=\"0\""), "{xml}");
     assert!(
         statuses(&text).iter().all(|(_, s)| s == "cached"),
         "second run was not a no-op:\n{text}"
@@ -107,6 +113,37 @@ fn legal_recipe_runs_caches_and_reruns_only_what_changed() {
         }
         assert!(m["eval_loss"].as_f64().unwrap() > 0.0);
     }
+
+    // The newest run's adapter folds into a Hugging Face model folder.
+    let merged = cache.path().join("merged");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args([
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "runs",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let newest = runs[0]["run_hash"].as_str().expect("a run hash");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["--cache-dir", cache.path().to_str().unwrap(), "merge"])
+        .arg(&newest[..12])
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pipe merge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(merged.join("model.safetensors").is_file());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "llama");
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -1,7 +1,9 @@
 //! The `pipe` command line: argument definitions and the commands.
 //!
-//! Lives in the engine so it can be tested without the stage crates; the `pipe`
-//! binary only builds the registry and calls [`main`].
+//! Lives in the engine so it can be tested without the stage crates. The `pipe`
+//! binary builds the registry, flattens [`Command`] into its own parser next to
+//! the commands that need stage crates (`pipe score`, `pipe merge`, ...), and
+//! hands engine commands to [`execute`].
 //! Exit codes: 0 success, 1 a stage failed, 2 usage or recipe error, 3 an
 //! evaluation gate failed.
 
@@ -29,11 +31,18 @@ use crate::yaml::{Loc, Node};
     about = "Raw instruction data to a trained, evaluated LoRA adapter, reproducibly."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
     /// Cache folder (default: `.pipe/` beside the recipe).
     #[arg(long, global = true, env = "PIPE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +78,9 @@ pub enum Command {
         /// Check the full content hash of every cache entry used.
         #[arg(long)]
         verify: bool,
+        /// Write the evaluation gates as JUnit XML test cases to FILE (for CI test reports).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Say, stage by stage, what would rerun and why (runs and writes nothing).
     Status {
@@ -128,7 +140,17 @@ pub fn main(registry: Registry) -> i32 {
             return code;
         }
     };
-    match try_main(cli, &registry) {
+    execute(&cli.global, cli.command, &registry)
+}
+
+/// Run one engine command; print its error, if any; return the exit code.
+pub fn execute(global: &GlobalArgs, command: Command, registry: &Registry) -> i32 {
+    exit_code(try_main(global, command, registry))
+}
+
+/// The exit code of a command's result, printing the error when there is one.
+pub fn exit_code(result: Result<i32>) -> i32 {
+    match result {
         Ok(code) => code,
         Err(e) => {
             print_error(&e);
@@ -157,9 +179,9 @@ pub fn print_error(e: &Error) {
     }
 }
 
-fn try_main(cli: Cli, registry: &Registry) -> Result<i32> {
-    let cache_override = cli.cache_dir.clone();
-    match cli.command {
+fn try_main(global: &GlobalArgs, command: Command, registry: &Registry) -> Result<i32> {
+    let cache_override = global.cache_dir.clone();
+    match command {
         Command::Run {
             recipe,
             force,
@@ -168,6 +190,7 @@ fn try_main(cli: Cli, registry: &Registry) -> Result<i32> {
             jobs,
             json,
             verify,
+            junit,
         } => {
             let plan = load_plan(&recipe, registry)?;
             let cache = Cache::new(cache_root(&cache_override, &plan.recipe));
@@ -180,7 +203,7 @@ fn try_main(cli: Cli, registry: &Registry) -> Result<i32> {
                 verify,
                 threads: threads_per_stage(jobs),
             };
-            cmd_run(&plan, &cache, &opts, json)
+            cmd_run(&plan, &cache, &opts, json, junit.as_deref())
         }
         Command::Status { recipe, json } => {
             let plan = load_plan(&recipe, registry)?;
@@ -383,7 +406,7 @@ fn cache_root(over: &Option<PathBuf>, recipe: &Recipe) -> PathBuf {
 
 /// For commands without a recipe: `--cache-dir`, else `./.pipe`, else the one
 /// `*/.pipe` below the current folder (e.g. `recipes/.pipe`).
-fn find_cache(over: &Option<PathBuf>) -> Result<PathBuf> {
+pub fn find_cache(over: &Option<PathBuf>) -> Result<PathBuf> {
     if let Some(p) = over {
         return Ok(p.clone());
     }
@@ -417,13 +440,23 @@ fn find_cache(over: &Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-fn cmd_run(plan: &Plan, cache: &Cache, opts: &RunOptions, json: bool) -> Result<i32> {
+fn cmd_run(
+    plan: &Plan,
+    cache: &Cache,
+    opts: &RunOptions,
+    json: bool,
+    junit: Option<&Path>,
+) -> Result<i32> {
     let memo = FileMemo::load(cache.memo_path());
     let reporter = Reporter::new(std::io::stderr().is_terminal() && !json);
     let summary = run(plan, cache, &memo, opts, &reporter)?;
     reporter.finish();
     let record = RunRecord::new(plan, &summary, opts);
     let record_path = record.write(cache)?;
+    if let Some(path) = junit {
+        let xml = crate::junit::run_junit_xml(&plan.recipe.name, &summary);
+        std::fs::write(path, xml).map_err(|e| Error::io("cannot write JUnit report", path, e))?;
+    }
     if json {
         println!(
             "{}",

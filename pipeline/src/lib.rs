@@ -17,6 +17,7 @@ pub mod cli;
 pub mod command;
 pub mod error;
 pub mod filehash;
+pub mod junit;
 pub mod key;
 pub mod output;
 pub mod plan;

@@ -7,7 +7,7 @@
 
 mod data;
 mod eval;
-mod render;
+pub mod render;
 mod tokenize;
 mod train;
 

@@ -99,6 +99,30 @@ fn schema<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
 }
 
+/// The template a render stage uses, from its planned (canonical) params: the
+/// token texts are already resolved there, and for `template: model` the
+/// model reference is recorded in them.
+pub fn planned_template(p: &RenderParams, recipe_dir: &Path) -> Result<ChatTemplate, StageError> {
+    let model = if p.template == "model" {
+        model_template(p, None, recipe_dir)?.map(|(m, _)| m)
+    } else {
+        None
+    };
+    let resolved = resolve_template(
+        &p.template,
+        recipe_dir,
+        &project_templates_dir(),
+        model.as_ref(),
+    )
+    .map_err(render_error)?;
+    let config = TemplateConfig {
+        bos_token: p.bos.clone().unwrap_or_default(),
+        eos_token: p.eos.clone().unwrap_or_default(),
+        date: Date::parse(&p.date).map_err(render_error)?,
+    };
+    ChatTemplate::new(resolved.name.clone(), &resolved.source, config).map_err(render_error)
+}
+
 impl Stage for Render {
     fn kind(&self) -> &'static str {
         "render"
@@ -196,26 +220,7 @@ impl Stage for Render {
 
     fn run(&self, ctx: &RunContext<'_>) -> Result<StageReport, StageError> {
         let p: RenderParams = parse_params(ctx.params)?;
-        // For `template: model`, plan recorded the model reference in the params.
-        let model = if p.template == "model" {
-            model_template(&p, None, ctx.recipe_dir)?.map(|(m, _)| m)
-        } else {
-            None
-        };
-        let resolved = resolve_template(
-            &p.template,
-            ctx.recipe_dir,
-            &project_templates_dir(),
-            model.as_ref(),
-        )
-        .map_err(render_error)?;
-        let config = TemplateConfig {
-            bos_token: p.bos.clone().unwrap_or_default(),
-            eos_token: p.eos.clone().unwrap_or_default(),
-            date: Date::parse(&p.date).map_err(render_error)?,
-        };
-        let template = ChatTemplate::new(resolved.name.clone(), &resolved.source, config)
-            .map_err(render_error)?;
+        let template = planned_template(&p, ctx.recipe_dir)?;
         let options = RenderOptions {
             system: p.system.clone(),
             prompt: p.prompt.clone(),
@@ -263,7 +268,7 @@ impl Stage for Render {
             }
         }
         let warnings = lint_template(&template, None);
-        stats.insert("template".into(), json!(resolved.name));
+        stats.insert("template".into(), json!(template.name()));
         stats.insert("date".into(), json!(p.date));
         stats.insert("system_prompt".into(), json!(p.system));
         stats.insert("system_added".into(), json!(total.system_added));
@@ -274,7 +279,7 @@ impl Stage for Render {
         let mut line = format!(
             "{} rows rendered with `{}` ({})",
             total.rows,
-            resolved.name,
+            template.name(),
             summary.join(", ")
         );
         if total.system_added > 0 {

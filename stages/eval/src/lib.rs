@@ -33,6 +33,6 @@ pub mod score;
 pub mod stage;
 
 pub use error::EvalError;
-pub use gates::{Gate, GateOutcome, JunitCase, junit_xml, parse_gates};
+pub use gates::{Gate, GateOutcome, parse_gates};
 pub use schemars;
 pub use score::{ScoreOptions, Scores, score, score_file};
