@@ -107,6 +107,16 @@ impl FileMemo {
     }
 
     fn hash_file(&self, path: &Path) -> std::io::Result<(String, u64)> {
+        self.hash_file_with(path, hash_file_contents)
+    }
+
+    /// [`FileMemo::hash_file`] with the content hasher given (tests use one
+    /// that edits the file mid-read).
+    fn hash_file_with(
+        &self,
+        path: &Path,
+        mut contents: impl FnMut(&Path, u64) -> std::io::Result<String>,
+    ) -> std::io::Result<(String, u64)> {
         let abs = std::path::absolute(path)?;
         let key = abs.to_string_lossy().into_owned();
         for _attempt in 0..5 {
@@ -116,7 +126,7 @@ impl FileMemo {
             {
                 return Ok((e.blake3.clone(), before.size));
             }
-            let hash = hash_file_contents(&abs, before.size)?;
+            let hash = contents(&abs, before.size)?;
             self.bytes_hashed.fetch_add(before.size, Ordering::Relaxed);
             let after = stamp(&abs)?;
             if after != before {
@@ -235,6 +245,44 @@ mod tests {
         std::fs::write(&f, "hellO!").unwrap();
         let (h3, _) = memo.hash_path(&f).unwrap();
         assert_ne!(h1, h3);
+    }
+
+    #[test]
+    fn a_file_edited_while_hashed_is_read_again() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("data.jsonl");
+        std::fs::write(&f, "old contents\n").unwrap();
+        let memo = FileMemo::in_memory();
+        let mut reads = 0;
+        let (hash, size) = memo
+            .hash_file_with(&f, |path, size| {
+                reads += 1;
+                let seen = hash_file_contents(path, size)?;
+                if reads == 1 {
+                    // A writer appends while the first read is in flight.
+                    std::fs::write(path, "old contents\nand a new line\n")?;
+                }
+                Ok(seen)
+            })
+            .unwrap();
+        assert_eq!(reads, 2, "the edit was noticed and the file read again");
+        assert_eq!(
+            hash,
+            blake3::hash(b"old contents\nand a new line\n")
+                .to_hex()
+                .to_string()
+        );
+        assert_eq!(size, 28);
+
+        // A file that never stops changing is an error, not a wrong hash.
+        let err = FileMemo::in_memory()
+            .hash_file_with(&d.path().join("data.jsonl"), |path, _| {
+                let n = std::fs::metadata(path)?.len();
+                std::fs::write(path, "x".repeat(n as usize + 1))?;
+                Ok(String::new())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("kept changing"), "{err}");
     }
 
     #[test]
