@@ -41,6 +41,13 @@ enum Command {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, which turns `pipe explain | head` into a panic on
+    // the next print; a command-line tool should just stop.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

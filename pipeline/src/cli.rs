@@ -118,7 +118,12 @@ pub enum Command {
     Explain {
         /// A stage kind (`dedup`, `train`, `command`, ...).
         kind: Option<String>,
+        /// Print the reference of every kind as Markdown (the README's recipe reference).
+        #[arg(long, conflicts_with = "kind")]
+        markdown: bool,
     },
+    /// Print the JSON Schema of recipe files (for editors: `pipe schema > pipe-recipe.schema.json`).
+    Schema,
     /// Remove cache entries that no kept run refers to.
     Gc {
         /// Keep the entries of the N newest runs (default: all runs).
@@ -373,7 +378,15 @@ fn try_main(global: &GlobalArgs, command: Command, registry: &Registry) -> Resul
             let r = record::find(&cache, &hash)?;
             cmd_reproduce(&r, &cache, registry, jobs.max(1))
         }
-        Command::Explain { kind } => cmd_explain(registry, kind.as_deref()),
+        Command::Explain { kind, markdown } => cmd_explain(registry, kind.as_deref(), markdown),
+        Command::Schema => {
+            let schema = crate::schema::recipe_schema(registry);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("serializes")
+            );
+            Ok(0)
+        }
         Command::Gc { keep_last, dry_run } => {
             let cache = Cache::new(find_cache(&cache_override)?);
             cmd_gc(&cache, keep_last, dry_run)
@@ -629,7 +642,11 @@ fn cmd_reproduce(r: &RunRecord, cache: &Cache, registry: &Registry, jobs: usize)
     }
 }
 
-fn cmd_explain(registry: &Registry, kind: Option<&str>) -> Result<i32> {
+fn cmd_explain(registry: &Registry, kind: Option<&str>, markdown: bool) -> Result<i32> {
+    if markdown {
+        print!("{}", crate::schema::reference_markdown(registry));
+        return Ok(0);
+    }
     let Some(kind) = kind else {
         let width = registry.kinds().map(str::len).max().unwrap_or(0);
         for k in registry.kinds() {
@@ -652,45 +669,22 @@ fn cmd_explain(registry: &Registry, kind: Option<&str>) -> Result<i32> {
         stage.code_version(),
         stage.about()
     );
-    let schema = stage.params_schema();
-    let props = schema.get("properties").and_then(Value::as_object);
-    let Some(props) = props else {
-        return Ok(0);
-    };
-    let required: Vec<&str> = schema
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
     println!();
-    for (name, p) in props {
-        let ty = p
-            .get("type")
-            .map(|t| match t {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("|"),
-                other => other.as_str().unwrap_or_default().to_owned(),
-            })
-            .unwrap_or_default();
-        let default = p
-            .get("default")
-            .map(|d| format!(" (default {d})"))
-            .unwrap_or_default();
-        let req = if required.contains(&name.as_str()) {
-            " (required)"
-        } else {
-            ""
+    for d in crate::schema::key_docs(&stage.params_schema()) {
+        let depth = d.path.matches('.').count();
+        let indent = "  ".repeat(depth + 1);
+        let extra = match (&d.default, d.required) {
+            (_, true) => " (required)".to_owned(),
+            (Some(v), _) => format!(" (default {v})"),
+            (None, _) => String::new(),
         };
-        println!("  {name}: {ty}{req}{default}");
-        if let Some(d) = p.get("description").and_then(Value::as_str) {
-            for line in d.lines() {
-                println!("      {line}");
-            }
+        println!("{indent}{}: {}{extra}", d.path, d.ty);
+        for line in d.description.lines() {
+            println!("{indent}    {line}");
         }
     }
+    println!();
+    println!("{}", crate::schema::KEY_NOTE);
     Ok(0)
 }
 

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod recipe;
 pub mod record;
 pub mod run;
+pub mod schema;
 pub mod stage;
 pub mod status;
 pub mod yaml;
