@@ -36,6 +36,8 @@ enum Command {
     Template(commands::template::TemplateCommand),
     /// Check the chat templates of a recipe's render stages for common mistakes.
     LintTemplate(commands::template::LintArgs),
+    /// Write a commented starter recipe for a data file.
+    Init(commands::init::InitArgs),
     /// Fold a LoRA adapter into its base model and write a Hugging Face model folder.
     Merge(commands::merge::MergeArgs),
 }
@@ -64,6 +66,7 @@ fn main() {
         Command::LintTemplate(args) => {
             engine::exit_code(commands::template::lint(&args, &registry))
         }
+        Command::Init(args) => engine::exit_code(commands::init::run(&args)),
         Command::Merge(args) => engine::exit_code(commands::merge::run(&cli.global, &args)),
     };
     std::process::exit(code);

@@ -2,6 +2,7 @@
 //! that every command prints errors (place, causes, hint) and picks exit codes
 //! the same way.
 
+pub mod init;
 pub mod merge;
 pub mod score;
 pub mod template;
