@@ -5,6 +5,7 @@
 //!   precision/recall/F1 as scikit-learn — pure functions, usable without a model.
 //! - [`score`]: several metrics over a set of predictions at once; what the eval
 //!   stage and `pipe score FILE.jsonl` call ([`score::score_file`]).
+//! - [`tasks`]: classification per task (each task its own label set and report).
 //! - [`gates`]: CI gates (`rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"`) and JUnit XML.
 //! - [`report`]: metrics.json, predictions.jsonl, report.md and a self-contained report.html.
 //! - With the `model` feature (default): generation and likelihood scoring on the
@@ -28,6 +29,7 @@ pub mod generate;
 pub mod metrics;
 pub mod report;
 pub mod score;
+pub mod tasks;
 
 #[cfg(feature = "model")]
 pub mod stage;

@@ -21,6 +21,9 @@ pub struct Column {
     /// Corpus-level metrics (bleu, rougeL, f1_macro, eval_loss, ...).
     pub metrics: BTreeMap<String, f64>,
     pub classification: Option<ClassificationReport>,
+    /// Task -> classification report, when rows are classified per task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, ClassificationReport>,
 }
 
 /// One test example with every system's output and per-example scores.
@@ -91,7 +94,12 @@ impl EvalReport {
         let mut names: Vec<String> = Vec::new();
         for c in &self.columns {
             for k in c.metrics.keys() {
-                if !names.contains(k) && !k.starts_with("precision_") && !k.starts_with("recall_") {
+                // Per-task metrics (`accuracy/hearsay`) have their own table.
+                if !names.contains(k)
+                    && !k.starts_with("precision_")
+                    && !k.starts_with("recall_")
+                    && !k.contains('/')
+                {
                     names.push(k.clone());
                 }
             }
@@ -161,6 +169,9 @@ impl EvalReport {
             if let Some(cl) = &c.classification {
                 m["classification"] = serde_json::to_value(cl).expect("serializable");
             }
+            if !c.tasks.is_empty() {
+                m["tasks"] = serde_json::to_value(&c.tasks).expect("serializable");
+            }
             cols.insert(c.name.clone(), m);
         }
         json!({
@@ -214,6 +225,44 @@ impl EvalReport {
             s.push_str(&format!("gate {}\n", g.describe()));
         }
         s
+    }
+
+    /// One row per classification task: size, label count and each column's
+    /// accuracy and macro F1 (None when no column was scored per task).
+    fn task_rows(&self) -> Option<Vec<TaskRow>> {
+        let mut tasks: Vec<&String> = self.columns.iter().flat_map(|c| c.tasks.keys()).collect();
+        tasks.sort();
+        tasks.dedup();
+        if tasks.is_empty() {
+            return None;
+        }
+        let rows = tasks
+            .into_iter()
+            .map(|t| {
+                let any = self
+                    .columns
+                    .iter()
+                    .find_map(|c| c.tasks.get(t))
+                    .expect("listed task has a report");
+                TaskRow {
+                    task: t.clone(),
+                    n: any.n,
+                    labels: any.labels.len(),
+                    cells: self
+                        .columns
+                        .iter()
+                        .map(|c| match c.tasks.get(t) {
+                            Some(r) => (
+                                format!("{:.4}", r.accuracy),
+                                format!("{:.4}", r.macro_avg.f1),
+                            ),
+                            None => ("-".into(), "-".into()),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Some(rows)
     }
 
     /// Last column minus first, when both have the metric.
@@ -274,6 +323,24 @@ impl EvalReport {
                     g.describe()
                 )
                 .ok();
+            }
+        }
+        if let Some(rows) = self.task_rows() {
+            s.push_str("\n## Per task\n\n| task | examples | labels |");
+            for c in &self.columns {
+                write!(s, " accuracy {} | f1_macro {} |", c.name, c.name).ok();
+            }
+            s.push_str("\n|---|---:|---:|");
+            for _ in &self.columns {
+                s.push_str("---:|---:|");
+            }
+            s.push('\n');
+            for r in &rows {
+                write!(s, "| {} | {} | {} |", md_cell(&r.task), r.n, r.labels).ok();
+                for cell in &r.cells {
+                    write!(s, " {} | {} |", cell.0, cell.1).ok();
+                }
+                s.push('\n');
             }
         }
         if let Some(cl) = self.columns.last().and_then(|c| c.classification.as_ref()) {
@@ -413,6 +480,38 @@ impl EvalReport {
         if let Some(svg) = &self.loss_svg {
             h.push_str("<h2>Training loss</h2>\n");
             writeln!(h, "<img class=\"loss\" alt=\"training loss curve\" src=\"data:image/svg+xml;base64,{}\">", base64(svg.as_bytes())).ok();
+        }
+        if let Some(rows) = self.task_rows() {
+            h.push_str("<h2>Per task</h2>\n<table class=\"head\"><tr><th>task</th><th>examples</th><th>labels</th>");
+            for c in &self.columns {
+                write!(
+                    h,
+                    "<th>accuracy {0}</th><th>f1_macro {0}</th>",
+                    esc(&c.name)
+                )
+                .ok();
+            }
+            h.push_str("</tr>\n");
+            for r in &rows {
+                write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                    esc(&r.task),
+                    r.n,
+                    r.labels
+                )
+                .ok();
+                for cell in &r.cells {
+                    write!(
+                        h,
+                        "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                        cell.0, cell.1
+                    )
+                    .ok();
+                }
+                h.push_str("</tr>\n");
+            }
+            h.push_str("</table>\n");
         }
         if self.columns.iter().any(|c| c.classification.is_some()) {
             h.push_str("<h2>Per-class F1</h2>\n");
@@ -595,6 +694,15 @@ impl EvalReport {
     }
 }
 
+/// A line of the per-task table.
+struct TaskRow {
+    task: String,
+    n: u64,
+    labels: usize,
+    /// Per column: (accuracy, macro F1), formatted.
+    cells: Vec<(String, String)>,
+}
+
 type Ranked = Vec<(usize, f64)>;
 
 fn split_best_worst(ranked: &[(usize, f64)], k: usize) -> (Ranked, Ranked) {
@@ -725,6 +833,7 @@ mod tests {
                     ("eval_loss".to_string(), 1.5),
                 ]),
                 classification: Some(cl),
+                tasks: BTreeMap::new(),
             }
         };
         EvalReport {
@@ -772,6 +881,29 @@ mod tests {
         let lines = std::fs::read_to_string(dir.path().join(PREDICTIONS_FILE)).unwrap();
         assert_eq!(lines.lines().count(), 4);
         assert_eq!(r.ranked_examples()[0].1, 1.0);
+    }
+
+    #[test]
+    fn per_task_table() {
+        let mut r = sample();
+        for (c, pred) in r.columns.iter_mut().zip([["No", "No"], ["Yes", "No"]]) {
+            c.tasks.insert(
+                "hearsay".into(),
+                classification_report(&["Yes", "No"], &pred, None),
+            );
+            c.metrics.insert("accuracy/hearsay".into(), 0.0);
+        }
+        let md = r.report_md();
+        assert!(md.contains("## Per task"), "{md}");
+        assert!(
+            md.contains("| hearsay | 2 | 2 | 0.5000 | 0.3333 | 1.0000 | 1.0000 |"),
+            "{md}"
+        );
+        assert!(!r.headline_metrics().iter().any(|m| m.contains('/')));
+        assert!(r.report_html().contains("<h2>Per task</h2>"));
+        assert!(
+            r.metrics_json()["columns"]["adapter"]["tasks"]["hearsay"]["accuracy"] == json!(1.0)
+        );
     }
 
     #[test]

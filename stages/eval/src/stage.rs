@@ -14,6 +14,7 @@ use crate::generate::{GenOptions, LogitsModel, Sampling, continuation_logprob, g
 use crate::metrics::{BleuTokenize, LabelMatch, RougeTokenizer, classification_report};
 use crate::report::{Column, EvalReport, ExampleRecord};
 use crate::score::{KNOWN_METRICS, ScoreOptions, score};
+use crate::tasks::{score_by_task, task_of};
 
 /// Bump when the report bytes would change for the same inputs.
 pub const EVAL_CODE_VERSION: u32 = 1;
@@ -71,9 +72,14 @@ pub struct EvalParams {
     /// How a label is found in generated text: exact, starts_with, contains.
     #[serde(default)]
     pub label_match: LabelMatch,
-    /// The class labels; default: the distinct labels of the test rows.
+    /// The class labels; default: the distinct labels of the test rows (of each task,
+    /// when rows carry a task).
     #[serde(default)]
     pub labels: Option<Vec<String>>,
+    /// Label set of a task, task -> labels (`abercrombie: [generic, descriptive, ...]`);
+    /// tasks not listed use `labels`, else their distinct test labels.
+    #[serde(default)]
+    pub task_labels: BTreeMap<String, Vec<String>>,
     /// Evaluate only the first N test rows.
     #[serde(default)]
     pub max_examples: Option<usize>,
@@ -153,6 +159,43 @@ impl EvalParams {
 
     fn wants(&self, m: &str) -> bool {
         self.metrics.iter().any(|x| x == m)
+    }
+
+    /// Label sets given in the params, per task: `task_labels`, else `labels` for
+    /// every task that has labelled rows.
+    fn configured_label_sets(
+        &self,
+        labels: &[Option<String>],
+        tasks: &[Option<String>],
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut out = self.task_labels.clone();
+        if let Some(all) = &self.labels {
+            for (l, t) in labels.iter().zip(tasks) {
+                if l.is_some() {
+                    out.entry(task_of(t.as_deref()).to_owned())
+                        .or_insert_with(|| all.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The per-task metrics asked for (`accuracy*` with accuracy, `f1*` with f1;
+    /// both for likelihood), under `prefix`.
+    fn wanted_task_metrics(
+        &self,
+        metrics: &BTreeMap<String, f64>,
+        prefix: &str,
+    ) -> BTreeMap<String, f64> {
+        metrics
+            .iter()
+            .filter(|(k, _)| {
+                !prefix.is_empty()
+                    || (k.starts_with("accuracy") && self.wants("accuracy"))
+                    || (k.starts_with("f1") && self.wants("f1"))
+            })
+            .map(|(k, v)| (format!("{prefix}{k}"), *v))
+            .collect()
     }
 }
 
@@ -240,7 +283,18 @@ pub fn run_eval(
     let mut label_set = params.labels.clone().unwrap_or_else(|| y_true.clone());
     label_set.sort();
     label_set.dedup();
+    // Rows that name their task are classified per task (#6): each task its own
+    // label set and report; otherwise one label set over every row.
+    let labels: Vec<Option<String>> = rows.iter().map(|r| r.row.label.clone()).collect();
+    let tasks: Vec<Option<String>> = rows.iter().map(|r| r.row.task.clone()).collect();
+    let per_task = tasks.iter().any(Option::is_some) && labels.iter().any(Option::is_some);
+    let configured = params.configured_label_sets(&labels, &tasks);
+    let task_sets = crate::tasks::label_sets(&labels, &tasks, &configured);
     let opts = params.score_options();
+    let mut text_opts = opts.clone();
+    if per_task {
+        text_opts.metrics.retain(|m| m != "accuracy" && m != "f1");
+    }
     let generates = !opts.metrics.is_empty();
     let stop_ids = tok.stop_ids.clone();
     let gen_opts = GenOptions {
@@ -291,6 +345,7 @@ pub fn run_eval(
                 .map_err(model_err)?;
         let mut metrics = BTreeMap::new();
         let mut classification = None;
+        let mut task_reports = BTreeMap::new();
         if generates {
             let t0 = Instant::now();
             let mut done = 0u64;
@@ -312,7 +367,18 @@ pub fn run_eval(
                     - done.min((rows.len() * params.max_new_tokens) as u64),
             );
             let preds: Vec<String> = outs.iter().map(|g| g.text.trim().to_owned()).collect();
-            let s = score(&preds, &references, Some(y_true.as_slice()), &opts)?;
+            let mut s = score(&preds, &references, Some(y_true.as_slice()), &text_opts)?;
+            if per_task && (params.wants("accuracy") || params.wants("f1")) {
+                let t = score_by_task(&preds, &labels, &tasks, &configured, params.label_match);
+                metrics.extend(params.wanted_task_metrics(&t.metrics, ""));
+                for (i, c) in t.correct.iter().enumerate() {
+                    if let Some(c) = c {
+                        s.per_example[i].insert("correct".into(), *c);
+                    }
+                }
+                s.predicted_labels = t.predicted;
+                task_reports = t.reports;
+            }
             metrics.extend(s.corpus.clone());
             classification = s.classification.clone();
             for (i, e) in examples.iter_mut().enumerate() {
@@ -327,32 +393,61 @@ pub fn run_eval(
             }
         }
         if params.wants("likelihood") {
-            let label_ids: Vec<Vec<u32>> = label_set
-                .iter()
-                .map(|l| encode_plain(l.as_str()))
-                .collect::<Result<_, _>>()?;
+            // Each row chooses among its task's labels (per task) or the one label set.
+            let mut encoded: BTreeMap<&str, Vec<Vec<u32>>> = BTreeMap::new();
             let mut picked = Vec::with_capacity(rows.len());
             for (i, p) in prompts.iter().enumerate() {
-                let k = crate::generate::likelihood_label(&mut model, p, &label_ids)
+                let set: &[String] = if per_task {
+                    match &labels[i] {
+                        Some(_) => &task_sets[task_of(tasks[i].as_deref())],
+                        None => {
+                            picked.push(String::new());
+                            continue;
+                        }
+                    }
+                } else {
+                    &label_set
+                };
+                let key = if per_task {
+                    task_of(tasks[i].as_deref())
+                } else {
+                    ""
+                };
+                if !encoded.contains_key(key) {
+                    let ids = set
+                        .iter()
+                        .map(|l| encode_plain(l.as_str()))
+                        .collect::<Result<_, _>>()?;
+                    encoded.insert(key, ids);
+                }
+                let k = crate::generate::likelihood_label(&mut model, p, &encoded[key])
                     .map_err(EvalError::Model)?;
-                picked.push(label_set[k].clone());
+                picked.push(set[k].clone());
                 examples[i]
                     .scores
                     .entry(sys.name.clone())
                     .or_default()
                     .insert(
                         "likelihood_correct".into(),
-                        if label_set[k] == y_true[i] { 1.0 } else { 0.0 },
+                        if set[k] == y_true[i] { 1.0 } else { 0.0 },
                     );
                 if !generates {
                     progress.inc(1);
                 }
             }
-            let rep = classification_report(&y_true, &picked, Some(label_set.as_slice()));
-            metrics.insert("likelihood_accuracy".into(), rep.accuracy);
-            metrics.insert("likelihood_f1_macro".into(), rep.macro_avg.f1);
-            if classification.is_none() {
-                classification = Some(rep);
+            if per_task {
+                let t = score_by_task(&picked, &labels, &tasks, &configured, LabelMatch::Exact);
+                metrics.extend(params.wanted_task_metrics(&t.metrics, "likelihood_"));
+                if task_reports.is_empty() {
+                    task_reports = t.reports;
+                }
+            } else {
+                let rep = classification_report(&y_true, &picked, Some(label_set.as_slice()));
+                metrics.insert("likelihood_accuracy".into(), rep.accuracy);
+                metrics.insert("likelihood_f1_macro".into(), rep.macro_avg.f1);
+                if classification.is_none() {
+                    classification = Some(rep);
+                }
             }
         }
         if params.wants("loss") {
@@ -380,6 +475,7 @@ pub fn run_eval(
             name: sys.name.clone(),
             metrics,
             classification,
+            tasks: task_reports,
         });
     }
 
@@ -420,7 +516,12 @@ pub fn run_eval(
             "stop_ids": stop_ids,
             "stop_strings": params.stop,
         },
-        "labels": label_set,
+        "labels": if per_task { json!(task_sets) } else { json!(label_set) },
+        "classification": if per_task {
+            "per task: labels extracted among the row's task labels; accuracy over labelled rows, f1_macro = mean of the tasks' macro F1"
+        } else {
+            "one label set over every row"
+        },
         "loss": "mean NLL per token of reference + end-of-turn token given the prompt",
         "likelihood": "label with the highest summed log-probability given the prompt",
     });

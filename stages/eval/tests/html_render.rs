@@ -38,6 +38,7 @@ fn report() -> EvalReport {
                 ("f1_macro".into(), cl.macro_avg.f1),
             ]),
             classification: Some(cl),
+            tasks: BTreeMap::new(),
         }
     };
     let examples = (0..4)
