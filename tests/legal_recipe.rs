@@ -103,7 +103,7 @@ fn legal_recipe_runs_caches_and_reruns_only_what_changed() {
     }
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    for system in ["base", "adapter"] {
+    for system in ["base", "prompted", "adapter"] {
         let m = &metrics["columns"][system]["metrics"];
         for key in ["rougeL", "accuracy", "f1_macro"] {
             let v = m[key]
@@ -112,7 +112,21 @@ fn legal_recipe_runs_caches_and_reruns_only_what_changed() {
             assert!((0.0..=1.0).contains(&v), "{system}.{key} = {v}");
         }
         assert!(m["eval_loss"].as_f64().unwrap() > 0.0);
+        // Classification is scored per task (#6).
+        assert!(
+            m.as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("accuracy/")),
+            "{system}: no per-task accuracy in {m}"
+        );
     }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("## Per task"), "{md}");
+    assert!(
+        md.contains("| metric | base | prompted | adapter |"),
+        "{md}"
+    );
 
     // The newest run's adapter folds into a Hugging Face model folder.
     let merged = cache.path().join("merged");

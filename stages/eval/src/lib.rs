@@ -5,6 +5,7 @@
 //!   precision/recall/F1 as scikit-learn — pure functions, usable without a model.
 //! - [`score`]: several metrics over a set of predictions at once; what the eval
 //!   stage and `pipe score FILE.jsonl` call ([`score::score_file`]).
+//! - [`prompted`]: the prompt-only baseline's few-shot prompts and seeded shot choice.
 //! - [`tasks`]: classification per task (each task its own label set and report).
 //! - [`gates`]: CI gates (`rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"`) and JUnit XML.
 //! - [`report`]: metrics.json, predictions.jsonl, report.md and a self-contained report.html.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod gates;
 pub mod generate;
 pub mod metrics;
+pub mod prompted;
 pub mod report;
 pub mod score;
 pub mod tasks;

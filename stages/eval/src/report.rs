@@ -846,7 +846,10 @@ mod tests {
                     .unwrap()
                     .evaluate(
                         &BTreeMap::from([("accuracy".to_string(), 0.75)]),
-                        Some(&BTreeMap::from([("accuracy".to_string(), 0.5)])),
+                        &BTreeMap::from([(
+                            "base".to_string(),
+                            BTreeMap::from([("accuracy".to_string(), 0.5)]),
+                        )]),
                     )
                     .unwrap(),
             ],

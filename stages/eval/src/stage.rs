@@ -12,6 +12,7 @@ use crate::error::EvalError;
 use crate::gates::{GateOutcome, parse_gates};
 use crate::generate::{GenOptions, LogitsModel, Sampling, continuation_logprob, generate};
 use crate::metrics::{BleuTokenize, LabelMatch, RougeTokenizer, classification_report};
+use crate::prompted::{PromptedParams, Shot, few_shot_prompt, pick_all_shots};
 use crate::report::{Column, EvalReport, ExampleRecord};
 use crate::score::{KNOWN_METRICS, ScoreOptions, score};
 use crate::tasks::{score_by_task, task_of};
@@ -33,6 +34,10 @@ pub struct EvalParams {
     /// Also evaluate the base model (no adapter) on the same prompts: every metric gets a base column and a delta.
     #[serde(default)]
     pub compare_base: bool,
+    /// The prompt-only baseline: the base model with `shots` examples of the training
+    /// split as earlier turns (`{shots: 3, from: chat.train}`); adds a `prompted` column.
+    #[serde(default)]
+    pub compare_prompted: Option<PromptedParams>,
     /// Other train stages (also listed in `from`) to show as extra columns.
     #[serde(default)]
     pub compare: Vec<String>,
@@ -121,14 +126,24 @@ impl EvalParams {
             }
         }
         self.score_options().validate()?;
-        let gates = parse_gates(&self.gates)?;
-        if !self.compare_base
-            && let Some(g) = gates.iter().find(|g| g.needs_base())
-        {
+        for g in parse_gates(&self.gates)? {
+            let message = match g.reference() {
+                Some("base") if !self.compare_base => "`base` needs `compare_base: true`".into(),
+                Some("prompted") if self.compare_prompted.is_none() => {
+                    "`prompted` needs `compare_prompted: {shots: 3, from: chat.train}`".into()
+                }
+                Some(s)
+                    if !["base", "prompted"].contains(&s)
+                        && !self.compare.iter().any(|c| c == s) =>
+                {
+                    format!("`{s}` is not a system: use `base`, `prompted` or a stage in `compare`")
+                }
+                _ => continue,
+            };
             return Err(EvalError::Gate {
                 metric: g.metric.clone(),
                 condition: g.condition.clone(),
-                message: "`base` needs `compare_base: true`".into(),
+                message,
             });
         }
         if self.batch_size == 0 {
@@ -211,6 +226,8 @@ pub trait Progress {
 pub struct System {
     pub name: String,
     pub adapter_dir: Option<PathBuf>,
+    /// Prompts carry few-shot examples from the training table (the `prompted` baseline).
+    pub few_shot: bool,
 }
 
 /// Everything the stage reads.
@@ -222,6 +239,8 @@ pub struct EvalInputs {
     pub systems: Vec<System>,
     /// The rendered test table (`rendered.parquet`).
     pub test_table: PathBuf,
+    /// The rendered training table shots are drawn from (`compare_prompted`).
+    pub train_table: Option<PathBuf>,
     /// `loss.svg` of the adapter under test, if present.
     pub loss_svg: Option<PathBuf>,
     pub seed: u64,
@@ -275,6 +294,14 @@ pub fn run_eval(
         .iter()
         .map(|r| tok.try_encode(&r.prompt).map_err(model_err))
         .collect::<Result<_, _>>()?;
+    let few_shot = match (&params.compare_prompted, &inputs.train_table) {
+        (Some(pp), Some(train)) if inputs.systems.iter().any(|s| s.few_shot) => Some(
+            few_shot_prompts(&rows, train, pp, params.seed.unwrap_or(inputs.seed), &|t| {
+                tok.try_encode(t).map_err(model_err)
+            })?,
+        ),
+        _ => None,
+    };
     let references: Vec<Vec<String>> = rows.iter().map(|r| vec![r.reference.clone()]).collect();
     let y_true: Vec<String> = rows
         .iter()
@@ -339,6 +366,10 @@ pub fn run_eval(
         .collect();
     let (mut gen_tokens, mut gen_secs) = (0u64, 0f64);
     for sys in &inputs.systems {
+        let prompts = match (&few_shot, sys.few_shot) {
+            (Some(f), true) => &f.prompts,
+            _ => &prompts,
+        };
         progress.message(&format!("{}: loading", sys.name));
         let mut model =
             pipe_train::Generator::load(&inputs.model, sys.adapter_dir.as_deref(), gen_opts.seed)
@@ -349,7 +380,7 @@ pub fn run_eval(
         if generates {
             let t0 = Instant::now();
             let mut done = 0u64;
-            let outs = generate(&mut model, &prompts, &gen_opts, &decode, &mut |k| {
+            let outs = generate(&mut model, prompts, &gen_opts, &decode, &mut |k| {
                 done += k;
                 progress.inc(k);
                 let s = t0.elapsed().as_secs_f64();
@@ -479,19 +510,20 @@ pub fn run_eval(
         });
     }
 
-    let last = columns.last().expect("at least one system");
-    let base = columns
+    let (last, others) = columns.split_last().expect("at least one system");
+    let others: BTreeMap<String, BTreeMap<String, f64>> = others
         .iter()
-        .find(|c| c.name == "base")
-        .filter(|_| columns.len() > 1);
+        .map(|c| (c.name.clone(), c.metrics.clone()))
+        .collect();
     let gates = parse_gates(&params.gates)?
         .iter()
-        .map(|g| g.evaluate(&last.metrics, base.map(|b| &b.metrics)))
+        .map(|g| g.evaluate(&last.metrics, &others))
         .collect::<Result<Vec<_>, _>>()?;
+    // The run record's metrics: the adapter's, and `base_`/`prompted_` ones.
     let mut flat = last.metrics.clone();
-    if let Some(b) = base {
-        for (k, v) in &b.metrics {
-            flat.insert(format!("base_{k}"), *v);
+    for name in ["base", "prompted"] {
+        for (k, v) in others.get(name).into_iter().flatten() {
+            flat.insert(format!("{name}_{k}"), *v);
         }
     }
     let loss_svg = inputs
@@ -524,6 +556,13 @@ pub fn run_eval(
         },
         "loss": "mean NLL per token of reference + end-of-turn token given the prompt",
         "likelihood": "label with the highest summed log-probability given the prompt",
+        "prompted": few_shot.as_ref().map(|f| json!({
+            "shots": params.compare_prompted.as_ref().map(|p| p.shots),
+            "from": params.compare_prompted.as_ref().map(|p| p.from.clone()),
+            "selection": "per test row, seeded draw without replacement from training rows of the same task (any row when the task has none)",
+            "turns": "shots rendered as earlier turns with the test prompt's template",
+            "mean_shots": f.mean_shots,
+        })),
     });
     let report = EvalReport {
         stage: inputs.stage_name.clone(),
@@ -552,6 +591,61 @@ pub fn run_eval(
     })
 }
 
+/// The prompted baseline's prompts, token ids per test row.
+struct FewShot {
+    prompts: Vec<Vec<u32>>,
+    /// Shots actually used per prompt, on average (some are dropped to fit `max_prompt_tokens`).
+    mean_shots: f64,
+}
+
+fn few_shot_prompts(
+    rows: &[pipe_rows::RenderedRow],
+    train_table: &Path,
+    pp: &PromptedParams,
+    seed: u64,
+    encode: &dyn Fn(&str) -> Result<Vec<u32>, EvalError>,
+) -> Result<FewShot, EvalError> {
+    let train = pipe_rows::read_rendered(train_table).map_err(|e| EvalError::Input {
+        path: train_table.to_owned(),
+        message: e.to_string(),
+    })?;
+    if train.is_empty() && pp.shots > 0 {
+        return Err(EvalError::Input {
+            path: train_table.to_owned(),
+            message: "`compare_prompted` draws shots from this table, but it has no rows".into(),
+        });
+    }
+    let train_tasks: Vec<Option<String>> = train.iter().map(|r| r.row.task.clone()).collect();
+    let test_tasks: Vec<Option<String>> = rows.iter().map(|r| r.row.task.clone()).collect();
+    let picks = pick_all_shots(&train_tasks, &test_tasks, pp.shots, seed);
+    let (mut out, mut used) = (Vec::with_capacity(rows.len()), 0usize);
+    for (row, pick) in rows.iter().zip(&picks) {
+        let shots: Vec<Shot<'_>> = pick
+            .iter()
+            .map(|&j| Shot {
+                rendered: &train[j].rendered,
+                last_span: train[j].spans.last().copied(),
+                reference: &train[j].reference,
+            })
+            .collect();
+        // Drop shots, last first, until the prompt fits.
+        let mut k = shots.len();
+        let ids = loop {
+            let ids = encode(&few_shot_prompt(&row.prompt, &shots[..k]))?;
+            if k == 0 || ids.len() <= pp.max_prompt_tokens {
+                break ids;
+            }
+            k -= 1;
+        };
+        used += k;
+        out.push(ids);
+    }
+    Ok(FewShot {
+        mean_shots: used as f64 / rows.len().max(1) as f64,
+        prompts: out,
+    })
+}
+
 /// Generation throughput on one system: tokens/s for a batch of prompts (bench helper).
 pub fn generation_speed(
     model: &mut dyn LogitsModel,
@@ -563,4 +657,29 @@ pub fn generation_speed(
         .map_err(EvalError::Model)?;
     let n: u64 = outs.iter().map(|g| g.ids.len() as u64).sum();
     Ok((n, t0.elapsed().as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(yaml: serde_json::Value) -> EvalParams {
+        serde_json::from_value(yaml).unwrap()
+    }
+
+    #[test]
+    fn gates_name_systems_that_are_evaluated() {
+        let p = params(json!({"gates": {"f1_macro": ">= prompted + 0.05"}}));
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("compare_prompted"), "{e}");
+        let p = params(json!({
+            "gates": {"f1_macro/hearsay": ">= prompted + 0.05"},
+            "compare_prompted": {"shots": 2, "from": "chat.train"},
+        }));
+        p.validate().unwrap();
+        assert_eq!(p.compare_prompted.unwrap().max_prompt_tokens, 2048);
+        let p = params(json!({"gates": {"bleu": ">= twelve"}}));
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("`twelve` is not a system"), "{e}");
+    }
 }
