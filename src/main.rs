@@ -38,6 +38,9 @@ enum Command {
     LintTemplate(commands::template::LintArgs),
     /// Fold a LoRA adapter into its base model and write a Hugging Face model folder.
     Merge(commands::merge::MergeArgs),
+    /// Blind review of an eval stage's answers by experts: export a pack, import the scores.
+    #[command(subcommand)]
+    Review(commands::review::ReviewCommand),
 }
 
 fn main() {
@@ -58,6 +61,7 @@ fn main() {
             engine::exit_code(commands::template::lint(&args, &registry))
         }
         Command::Merge(args) => engine::exit_code(commands::merge::run(&cli.global, &args)),
+        Command::Review(command) => engine::exit_code(commands::review::run(&cli.global, &command)),
     };
     std::process::exit(code);
 }

@@ -3,6 +3,7 @@
 //! the same way.
 
 pub mod merge;
+pub mod review;
 pub mod score;
 pub mod template;
 
