@@ -5,11 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
-const QUICK: [&str; 4] = [
+const QUICK: [&str; 6] = [
     "--set",
     "adapter.max_steps=4",
     "--set",
     "report.max_examples=8",
+    "--set",
+    "report.general.max_questions=8",
 ];
 
 fn pipe(cache: &Path, extra: &[&str]) -> (i32, String) {
@@ -127,6 +129,11 @@ fn legal_recipe_runs_caches_and_reruns_only_what_changed() {
         md.contains("| metric | base | prompted | adapter |"),
         "{md}"
     );
+    // General ability: base and adapter on the same 8 questions (#9).
+    assert!(md.contains("## General ability"), "{md}");
+    assert!(md.contains("adapter - base: "), "{md}");
+    assert!(metrics["columns"]["adapter"]["metrics"]["general_acc"].is_number());
+    assert_eq!(metrics["general"]["scores"][0]["n"], 8);
 
     // The newest run's adapter folds into a Hugging Face model folder.
     let merged = cache.path().join("merged");

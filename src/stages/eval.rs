@@ -164,7 +164,21 @@ impl Stage for Eval {
             )
             .with_key("compare"));
         }
+        let mut files = Vec::new();
+        if let Some(g) = &p.general {
+            let path = env.recipe_dir.join(&g.path);
+            if !path.is_file() {
+                return Err(StageError::params(format!(
+                    "general-ability file {} not found",
+                    path.display()
+                ))
+                .with_key("general.path")
+                .with_hint("a CSV or JSONL of questions, relative to the recipe"));
+            }
+            files.push(path);
+        }
         let (reference, resolved) = crate::stages::plan_model(p.model.as_deref(), env)?;
+        files.extend(resolved.files());
         p.model = Some(reference);
         p.seed = Some(p.seed.unwrap_or(env.seed));
         let mut canonical =
@@ -175,7 +189,7 @@ impl Stage for Eval {
         Ok(StagePlan {
             params: canonical,
             outputs: vec!["report".to_owned()],
-            files: resolved.files(),
+            files,
         })
     }
 
@@ -240,6 +254,7 @@ impl Stage for Eval {
             systems,
             test_table,
             train_table,
+            general_file: p.general.as_ref().map(|g| ctx.recipe_dir.join(&g.path)),
             loss_svg: svg.is_file().then_some(svg),
             seed: p.seed.unwrap_or(ctx.seed),
         };

@@ -8,6 +8,7 @@
 //! - [`prompted`]: the prompt-only baseline's few-shot prompts and seeded shot choice.
 //! - [`review`]: blind review packs for experts and the summary of their scores.
 //! - [`tasks`]: classification per task (each task its own label set and report).
+//! - [`general`]: general-ability regression, multiple choice scored by letter likelihood.
 //! - [`gates`]: CI gates (`rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"`) and JUnit XML.
 //! - [`report`]: metrics.json, predictions.jsonl, report.md and a self-contained report.html.
 //! - With the `model` feature (default): generation and likelihood scoring on the
@@ -27,6 +28,7 @@
 
 pub mod error;
 pub mod gates;
+pub mod general;
 pub mod generate;
 pub mod metrics;
 pub mod prompted;

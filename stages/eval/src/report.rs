@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::EvalError;
 use crate::gates::GateOutcome;
+use crate::general::GeneralReport;
 use crate::metrics::ClassificationReport;
 use crate::score::fmt_metric;
 
@@ -53,6 +54,9 @@ pub struct EvalReport {
     pub columns: Vec<Column>,
     pub examples: Vec<ExampleRecord>,
     pub gates: Vec<GateOutcome>,
+    /// The general-ability check (multiple choice, base vs adapter), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general: Option<GeneralReport>,
     /// The training loss curve (SVG text from the adapter folder), if any.
     #[serde(skip)]
     pub loss_svg: Option<String>,
@@ -174,13 +178,17 @@ impl EvalReport {
             }
             cols.insert(c.name.clone(), m);
         }
-        json!({
+        let mut v = json!({
             "stage": self.stage,
             "examples": self.examples.len(),
             "settings": self.settings,
             "columns": cols,
             "gates": self.gates,
-        })
+        });
+        if let Some(g) = &self.general {
+            v["general"] = serde_json::to_value(g).expect("serializable");
+        }
+        v
     }
 
     pub fn predictions_jsonl(&self) -> String {
@@ -342,6 +350,9 @@ impl EvalReport {
                 }
                 s.push('\n');
             }
+        }
+        if let Some(g) = &self.general {
+            s.push_str(&general_md(g));
         }
         if let Some(cl) = self.columns.last().and_then(|c| c.classification.as_ref()) {
             s.push_str("\n## Per-class F1\n\n| class | support |");
@@ -512,6 +523,16 @@ impl EvalReport {
                 h.push_str("</tr>\n");
             }
             h.push_str("</table>\n");
+        }
+        if let Some(g) = &self.general {
+            h.push_str("<h2>General ability</h2>\n<table class=\"head\"><tr><th>system</th><th>accuracy</th><th>95% interval</th><th>questions</th></tr>\n");
+            for x in &g.scores {
+                writeln!(h, "<tr><td>{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4} – {:.4}</td><td class=\"num\">{}</td></tr>", esc(&x.system), x.accuracy, x.ci_low, x.ci_high, x.n).ok();
+            }
+            h.push_str("</table>\n");
+            if let Some(line) = general_difference(g) {
+                writeln!(h, "<p>{}</p>", esc(&line)).ok();
+            }
         }
         if self.columns.iter().any(|c| c.classification.is_some()) {
             h.push_str("<h2>Per-class F1</h2>\n");
@@ -694,6 +715,34 @@ impl EvalReport {
     }
 }
 
+/// `adapter - base: -0.0200 (95% interval -0.0600 .. +0.0200)`.
+fn general_difference(g: &GeneralReport) -> Option<String> {
+    let (d, lo, hi) = g.difference?;
+    let (a, b) = (&g.scores.first()?.system, &g.scores.last()?.system);
+    Some(format!(
+        "{b} - {a}: {d:+.4} (95% interval {lo:+.4} .. {hi:+.4}, paired over the same questions)"
+    ))
+}
+
+fn general_md(g: &GeneralReport) -> String {
+    let mut s = format!(
+        "\n## General ability\n\nMultiple choice from `{}`, {}-shot, the most probable answer letter.\n\n| system | accuracy | 95% interval | questions |\n|---|---:|---:|---:|\n",
+        g.file, g.shots
+    );
+    for x in &g.scores {
+        writeln!(
+            s,
+            "| {} | {:.4} | {:.4} – {:.4} | {} |",
+            x.system, x.accuracy, x.ci_low, x.ci_high, x.n
+        )
+        .ok();
+    }
+    if let Some(line) = general_difference(g) {
+        writeln!(s, "\n{line}").ok();
+    }
+    s
+}
+
 /// A line of the per-task table.
 struct TaskRow {
     task: String,
@@ -837,6 +886,7 @@ mod tests {
             }
         };
         EvalReport {
+            general: None,
             stage: "report".into(),
             settings: json!({"max_new_tokens": 8}),
             columns: vec![col("base", &base_pred), col("adapter", &ad_pred)],

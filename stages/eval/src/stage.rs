@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::error::EvalError;
 use crate::gates::{GateOutcome, parse_gates};
+use crate::general::{GeneralParams, general_report, pick_letters, read_mcq};
 use crate::generate::{GenOptions, LogitsModel, Sampling, continuation_logprob, generate};
 use crate::metrics::{BleuTokenize, LabelMatch, RougeTokenizer, classification_report};
 use crate::prompted::{PromptedParams, Shot, few_shot_prompt, pick_all_shots};
@@ -38,6 +39,10 @@ pub struct EvalParams {
     /// split as earlier turns (`{shots: 3, from: chat.train}`); adds a `prompted` column.
     #[serde(default)]
     pub compare_prompted: Option<PromptedParams>,
+    /// General-ability regression: a multiple-choice file scored by answer-letter
+    /// likelihood for base and adapter (`general_acc`; gate `">= base - 0.02"`).
+    #[serde(default)]
+    pub general: Option<GeneralParams>,
     /// Other train stages (also listed in `from`) to show as extra columns.
     #[serde(default)]
     pub compare: Vec<String>,
@@ -241,6 +246,8 @@ pub struct EvalInputs {
     pub test_table: PathBuf,
     /// The rendered training table shots are drawn from (`compare_prompted`).
     pub train_table: Option<PathBuf>,
+    /// The general-ability question file (`general.path` resolved).
+    pub general_file: Option<PathBuf>,
     /// `loss.svg` of the adapter under test, if present.
     pub loss_svg: Option<PathBuf>,
     pub seed: u64,
@@ -339,14 +346,36 @@ pub fn run_eval(
     };
     let decode = |ids: &[u32]| tok.tokenizer.decode(ids, true).unwrap_or_default();
 
+    let general = match (&params.general, &inputs.general_file) {
+        (Some(g), Some(path)) => {
+            let mut qs = read_mcq(path, g)?;
+            if qs.len() <= g.shots {
+                return Err(EvalError::Input {
+                    path: path.clone(),
+                    message: format!(
+                        "{} questions: none left to score after {} shots",
+                        qs.len(),
+                        g.shots
+                    ),
+                });
+            }
+            let rest = qs.split_off(g.shots);
+            let n = g.max_questions.unwrap_or(rest.len()).min(rest.len());
+            Some((qs, rest[..n].to_vec()))
+        }
+        _ => None,
+    };
+    let mut general_results: Vec<(String, Vec<bool>)> = Vec::new();
     let n_sys = inputs.systems.len() as u64;
     let per_sys = if generates {
         (rows.len() * params.max_new_tokens) as u64
     } else {
         rows.len() as u64
     };
+    let general_total = general.as_ref().map_or(0, |(_, q)| q.len() as u64)
+        * inputs.systems.iter().filter(|s| !s.few_shot).count() as u64;
     progress.set_total(
-        per_sys * n_sys,
+        per_sys * n_sys + general_total,
         if generates { "tokens" } else { "examples" },
     );
     let mut columns = Vec::new();
@@ -502,6 +531,28 @@ pub fn run_eval(
             metrics.insert("eval_loss".into(), loss);
             metrics.insert("perplexity".into(), loss.exp());
         }
+        // The prompted baseline is the base model: its general ability is base's.
+        if let Some((shots, questions)) = general.as_ref().filter(|_| !sys.few_shot) {
+            progress.message(&format!("{}: general-ability questions", sys.name));
+            let picks = pick_letters(
+                &mut model,
+                &encode_plain,
+                shots,
+                questions,
+                params.batch_size,
+                &mut |k| progress.inc(k),
+            )?;
+            let correct: Vec<bool> = picks
+                .iter()
+                .zip(questions)
+                .map(|(&k, q)| q.options[k].0 == q.answer)
+                .collect();
+            metrics.insert(
+                "general_acc".into(),
+                correct.iter().filter(|c| **c).count() as f64 / correct.len() as f64,
+            );
+            general_results.push((sys.name.clone(), correct));
+        }
         columns.push(Column {
             name: sys.name.clone(),
             metrics,
@@ -564,7 +615,12 @@ pub fn run_eval(
             "mean_shots": f.mean_shots,
         })),
     });
+    let general_report = params
+        .general
+        .as_ref()
+        .map(|g| general_report(&g.path.display().to_string(), g.shots, &general_results));
     let report = EvalReport {
+        general: general_report,
         stage: inputs.stage_name.clone(),
         settings,
         columns,

@@ -57,6 +57,7 @@ fn report() -> EvalReport {
         })
         .collect();
     EvalReport {
+        general: None,
         stage: "report".into(),
         settings: json!({"generation": {"max_new_tokens": 16}}),
         columns: vec![col("base", &base), col("adapter", &adapter)],
