@@ -960,6 +960,25 @@ mod tests {
     }
 
     #[test]
+    fn general_section() {
+        let mut r = sample();
+        r.general = Some(crate::general::general_report(
+            "mcq.csv",
+            3,
+            &[
+                ("base".into(), vec![true, true, false, false]),
+                ("adapter".into(), vec![true, false, false, false]),
+            ],
+        ));
+        let md = r.report_md();
+        assert!(md.contains("| base | 0.5000 |"), "{md}");
+        assert!(md.contains("adapter - base: -0.2500"), "{md}");
+        let html = r.report_html();
+        assert!(html.contains("<h2>General ability</h2>"));
+        assert_eq!(r.metrics_json()["general"]["shots"], json!(3));
+    }
+
+    #[test]
     fn base64_known() {
         assert_eq!(base64(b"Man"), "TWFu");
         assert_eq!(base64(b"Ma"), "TWE=");
