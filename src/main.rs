@@ -40,6 +40,9 @@ enum Command {
     Init(commands::init::InitArgs),
     /// Fold a LoRA adapter into its base model and write a Hugging Face model folder.
     Merge(commands::merge::MergeArgs),
+    /// Blind review of an eval stage's answers by experts: export a pack, import the scores.
+    #[command(subcommand)]
+    Review(commands::review::ReviewCommand),
 }
 
 fn main() {
@@ -68,6 +71,7 @@ fn main() {
         }
         Command::Init(args) => engine::exit_code(commands::init::run(&args)),
         Command::Merge(args) => engine::exit_code(commands::merge::run(&cli.global, &args)),
+        Command::Review(command) => engine::exit_code(commands::review::run(&cli.global, &command)),
     };
     std::process::exit(code);
 }

@@ -5,11 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
-const QUICK: [&str; 4] = [
+const QUICK: [&str; 6] = [
     "--set",
     "adapter.max_steps=4",
     "--set",
     "report.max_examples=8",
+    "--set",
+    "report.general.max_questions=8",
 ];
 
 fn pipe(cache: &Path, extra: &[&str]) -> (i32, String) {
@@ -103,7 +105,7 @@ fn legal_recipe_runs_caches_and_reruns_only_what_changed() {
     }
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    for system in ["base", "adapter"] {
+    for system in ["base", "prompted", "adapter"] {
         let m = &metrics["columns"][system]["metrics"];
         for key in ["rougeL", "accuracy", "f1_macro"] {
             let v = m[key]
@@ -112,7 +114,26 @@ fn legal_recipe_runs_caches_and_reruns_only_what_changed() {
             assert!((0.0..=1.0).contains(&v), "{system}.{key} = {v}");
         }
         assert!(m["eval_loss"].as_f64().unwrap() > 0.0);
+        // Classification is scored per task (#6).
+        assert!(
+            m.as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("accuracy/")),
+            "{system}: no per-task accuracy in {m}"
+        );
     }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("## Per task"), "{md}");
+    assert!(
+        md.contains("| metric | base | prompted | adapter |"),
+        "{md}"
+    );
+    // General ability: base and adapter on the same 8 questions (#9).
+    assert!(md.contains("## General ability"), "{md}");
+    assert!(md.contains("adapter - base: "), "{md}");
+    assert!(metrics["columns"]["adapter"]["metrics"]["general_acc"].is_number());
+    assert_eq!(metrics["general"]["scores"][0]["n"], 8);
 
     // The newest run's adapter folds into a Hugging Face model folder.
     let merged = cache.path().join("merged");

@@ -56,34 +56,7 @@ fn locate(global: &GlobalArgs, args: &MergeArgs) -> Result<(PathBuf, String, Pat
     }
     let cache = Cache::new(find_cache(&global.cache_dir)?);
     let run = record::find(&cache, &args.source)?;
-    let trains: Vec<&record::StageRecord> = run
-        .stages
-        .iter()
-        .filter(|s| s.kind == "train")
-        .filter(|s| args.stage.as_ref().is_none_or(|n| &s.name == n))
-        .collect();
-    let stage = match trains.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(Error::usage(format!(
-                "run {} has no train stage{}",
-                record::short(&run.run_hash),
-                args.stage
-                    .as_ref()
-                    .map(|n| format!(" named `{n}`"))
-                    .unwrap_or_default()
-            )));
-        }
-        many => {
-            let names: Vec<&str> = many.iter().map(|s| s.name.as_str()).collect();
-            return Err(Error::usage(format!(
-                "run {} has several train stages: {}",
-                record::short(&run.run_hash),
-                names.join(", ")
-            ))
-            .with_hint("choose one with `--stage NAME`"));
-        }
-    };
+    let stage = super::pick_stage(&run, "train", args.stage.as_deref())?;
     let adapter = Path::new(&stage.out_dir).join("adapter");
     if !adapter.join("adapter_config.json").is_file() {
         return Err(Error::usage(format!(

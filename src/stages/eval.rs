@@ -15,6 +15,7 @@ use pipe_pipeline::stage::{
     StageReport,
 };
 use serde_json::Value;
+use std::path::PathBuf;
 
 /// Builtin models have no files to hash: their version enters the params instead.
 const BUILTIN_VERSION_KEY: &str = "_builtin_version";
@@ -59,13 +60,21 @@ impl EvalProgress for ProgressBridge<'_> {
 struct Eval;
 
 impl Eval {
-    /// The folder holding the rendered test table of a non-train input.
-    fn table_dir(input: &Input) -> &std::path::Path {
+    /// The folder holding the rendered `name` table (`test`, `train`) of a non-train input.
+    fn table_dir<'a>(input: &'a Input, name: &str) -> &'a std::path::Path {
         if input.output.is_some() {
             input.primary()
         } else {
-            input.get("test").unwrap_or_else(|| input.primary())
+            input.get(name).unwrap_or_else(|| input.primary())
         }
+    }
+}
+
+/// Whether `from:` reference `reference` (`chat.train` or `chat`) names this input.
+fn names_input(reference: &str, stage: &str, output: Option<&str>) -> bool {
+    match reference.split_once('.') {
+        Some((s, o)) => s == stage && output == Some(o),
+        None => reference == stage,
     }
 }
 
@@ -90,7 +99,36 @@ impl Stage for Eval {
         let mut p: EvalParams = crate::stages::parse_params(params)?;
         p.validate().map_err(params_error)?;
         let trains: Vec<_> = env.inputs.iter().filter(|i| i.kind == "train").collect();
-        let tables: Vec<_> = env.inputs.iter().filter(|i| i.kind != "train").collect();
+        let shots_from = p.compare_prompted.as_ref().map(|c| c.from.as_str());
+        if let Some(r) = shots_from {
+            let Some(input) = env
+                .inputs
+                .iter()
+                .find(|i| names_input(r, &i.stage, i.output.as_deref()))
+            else {
+                return Err(StageError::params(format!(
+                    "`compare_prompted.from: {r}` is not listed in `from`"
+                ))
+                .with_key("compare_prompted.from")
+                .with_hint(format!("add it: `from: [adapter, chat.test, {r}]`")));
+            };
+            if input.kind != "render" {
+                return Err(StageError::params(format!(
+                    "`{r}` is a {} stage; the shots must be rendered with the test prompts' template",
+                    input.kind
+                ))
+                .with_key("compare_prompted.from")
+                .with_hint("name the render stage's training table, e.g. `chat.train`"));
+            }
+        }
+        let tables: Vec<_> = env
+            .inputs
+            .iter()
+            .filter(|i| {
+                i.kind != "train"
+                    && !shots_from.is_some_and(|r| names_input(r, &i.stage, i.output.as_deref()))
+            })
+            .collect();
         if trains.is_empty() || tables.len() != 1 {
             return Err(StageError::params(format!(
                 "eval takes one or more train stages and one rendered test table in `from`, got {}",
@@ -126,7 +164,21 @@ impl Stage for Eval {
             )
             .with_key("compare"));
         }
+        let mut files = Vec::new();
+        if let Some(g) = &p.general {
+            let path = env.recipe_dir.join(&g.path);
+            if !path.is_file() {
+                return Err(StageError::params(format!(
+                    "general-ability file {} not found",
+                    path.display()
+                ))
+                .with_key("general.path")
+                .with_hint("a CSV or JSONL of questions, relative to the recipe"));
+            }
+            files.push(path);
+        }
         let (reference, resolved) = crate::stages::plan_model(p.model.as_deref(), env)?;
+        files.extend(resolved.files());
         p.model = Some(reference);
         p.seed = Some(p.seed.unwrap_or(env.seed));
         let mut canonical =
@@ -137,7 +189,7 @@ impl Stage for Eval {
         Ok(StagePlan {
             params: canonical,
             outputs: vec!["report".to_owned()],
-            files: resolved.files(),
+            files,
         })
     }
 
@@ -152,12 +204,20 @@ impl Stage for Eval {
             .map_err(|e| StageError::input(e.to_string()).with_key("model"))?;
         let adapter_dir = |i: &Input| i.get("adapter").unwrap_or_else(|| i.primary()).to_owned();
         let trains: Vec<&Input> = ctx.inputs.iter().filter(|i| i.kind == "train").collect();
+        let shots_from = p.compare_prompted.as_ref().map(|c| c.from.as_str());
+        let is_shots =
+            |i: &Input| shots_from.is_some_and(|r| names_input(r, &i.stage, i.output.as_deref()));
         let table = ctx
             .inputs
             .iter()
-            .find(|i| i.kind != "train")
+            .find(|i| i.kind != "train" && !is_shots(i))
             .ok_or_else(|| StageError::input("eval needs a rendered test table in `from`"))?;
-        let test_table = Eval::table_dir(table).join(pipe_rows::RENDERED_FILE);
+        let test_table = Eval::table_dir(table, "test").join(pipe_rows::RENDERED_FILE);
+        let train_table = ctx
+            .inputs
+            .iter()
+            .find(|i| is_shots(i))
+            .map(|i| Eval::table_dir(i, "train").join(pipe_rows::RENDERED_FILE));
         if !test_table.is_file() {
             return Err(StageError::input(format!(
                 "{} not found: `from` must name a render stage's output",
@@ -169,31 +229,32 @@ impl Stage for Eval {
             .find(|t| !p.compare.contains(&t.stage))
             .ok_or_else(|| StageError::input("no train stage to evaluate in `from`"))?;
         let mut systems = Vec::new();
+        let system = |name: &str, adapter_dir: Option<PathBuf>, few_shot: bool| System {
+            name: name.to_owned(),
+            adapter_dir,
+            few_shot,
+        };
         if p.compare_base {
-            systems.push(System {
-                name: "base".into(),
-                adapter_dir: None,
-            });
+            systems.push(system("base", None, false));
+        }
+        if p.compare_prompted.is_some() {
+            systems.push(system("prompted", None, true));
         }
         for c in &p.compare {
             if let Some(t) = trains.iter().find(|t| &t.stage == c) {
-                systems.push(System {
-                    name: c.clone(),
-                    adapter_dir: Some(adapter_dir(t)),
-                });
+                systems.push(system(c, Some(adapter_dir(t)), false));
             }
         }
         let primary = adapter_dir(under_test);
-        systems.push(System {
-            name: "adapter".into(),
-            adapter_dir: Some(primary.clone()),
-        });
+        systems.push(system("adapter", Some(primary.clone()), false));
         let svg = primary.join("loss.svg");
         let inputs = EvalInputs {
             stage_name: ctx.stage_name.to_owned(),
             model,
             systems,
             test_table,
+            train_table,
+            general_file: p.general.as_ref().map(|g| ctx.recipe_dir.join(&g.path)),
             loss_svg: svg.is_file().then_some(svg),
             seed: p.seed.unwrap_or(ctx.seed),
         };
@@ -269,4 +330,57 @@ impl Stage for Eval {
 
 pub fn register(registry: &mut Registry) {
     registry.add(Eval);
+}
+
+#[cfg(test)]
+mod tests {
+    use pipe_eval::prompted::{Shot, few_shot_prompt};
+    use pipe_render::{RenderOptions, RenderStats, load_template, render_row};
+    use pipe_rows::{Message, Row};
+
+    fn row(turns: &[(&str, &str)]) -> Row {
+        Row {
+            messages: turns
+                .iter()
+                .map(|(role, text)| Message::new(*role, *text))
+                .collect(),
+            system: Some("You are a careful legal assistant.".into()),
+            ..Row::default()
+        }
+    }
+
+    /// The few-shot prompt assembled from rendered rows is what the template
+    /// itself renders for the longer conversation (#9).
+    #[test]
+    fn few_shot_prompt_matches_the_template() {
+        for name in ["chatml", "llama3", "qwen2", "smollm2", "phi3"] {
+            let t = load_template(name, std::path::Path::new("."), None, None, None, None).unwrap();
+            let opts = RenderOptions {
+                system: None,
+                prompt: None,
+                on_prefix_mismatch: Default::default(),
+            };
+            let render = |r: &Row| render_row(&t, r, &opts, &mut RenderStats::default()).unwrap();
+            let s1 = render(&row(&[("user", "Is it hearsay? A"), ("assistant", "Yes")]));
+            let s2 = render(&row(&[("user", "Is it hearsay? B"), ("assistant", "No")]));
+            let test = render(&row(&[("user", "Is it hearsay? C"), ("assistant", "No")]));
+            let whole = render(&row(&[
+                ("user", "Is it hearsay? A"),
+                ("assistant", "Yes"),
+                ("user", "Is it hearsay? B"),
+                ("assistant", "No"),
+                ("user", "Is it hearsay? C"),
+                ("assistant", "No"),
+            ]));
+            fn shot(r: &pipe_rows::RenderedRow) -> Shot<'_> {
+                Shot {
+                    rendered: &r.rendered,
+                    last_span: r.spans.last().copied(),
+                    reference: &r.reference,
+                }
+            }
+            let got = few_shot_prompt(&test.prompt, &[shot(&s1), shot(&s2)]);
+            assert_eq!(got, whole.prompt, "template {name}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
-//! CI gates such as `rougeL: ">= 0.30"` or `f1_macro: ">= base + 0.05"`,
-//! evaluated against the adapter's metrics (and the base model's, for `base`),
-//! and their JUnit XML form for CI systems.
+//! CI gates such as `rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"` or
+//! `f1_macro: ">= prompted + 0.05"`, evaluated against the adapter's metrics
+//! (and another system's, when the threshold names one).
 
 use std::collections::BTreeMap;
 
@@ -36,14 +36,15 @@ impl Op {
     }
 }
 
-/// The right-hand side: a number, or the base model's value of the same metric adjusted.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The right-hand side: a number, or another system's value of the same
+/// metric adjusted: `base + 0.05`, `prompted - 0.02`, `base * 1.1`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Threshold {
     Value(f64),
-    /// `base + x` (x may be negative: `base - 0.01`).
-    BasePlus(f64),
-    /// `base * x`.
-    BaseTimes(f64),
+    /// `<system> + x` (x may be negative: `base - 0.01`).
+    Plus(String, f64),
+    /// `<system> * x`.
+    Times(String, f64),
 }
 
 /// One parsed gate.
@@ -76,18 +77,25 @@ impl Gate {
                 .filter(|v| v.is_finite())
                 .ok_or_else(|| err(&format!("`{}` is not a number", s.trim())))
         };
-        let threshold = if let Some(r) = rest.strip_prefix("base") {
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let threshold = if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            let (system, r) = rest.split_at(name_len);
+            let system = system.to_owned();
             let r = r.trim();
             if r.is_empty() {
-                Threshold::BasePlus(0.0)
+                Threshold::Plus(system, 0.0)
             } else if let Some(x) = r.strip_prefix('+') {
-                Threshold::BasePlus(number(x)?)
+                Threshold::Plus(system, number(x)?)
             } else if let Some(x) = r.strip_prefix('-') {
-                Threshold::BasePlus(-number(x)?)
+                Threshold::Plus(system, -number(x)?)
             } else if let Some(x) = r.strip_prefix('*') {
-                Threshold::BaseTimes(number(x)?)
+                Threshold::Times(system, number(x)?)
             } else {
-                return Err(err("after `base` write `+ x`, `- x` or `* x`"));
+                return Err(err(&format!(
+                    "after `{system}` write `+ x`, `- x` or `* x`"
+                )));
             }
         } else {
             Threshold::Value(number(rest)?)
@@ -100,15 +108,20 @@ impl Gate {
         })
     }
 
-    pub fn needs_base(&self) -> bool {
-        !matches!(self.threshold, Threshold::Value(_))
+    /// The system the threshold refers to (`base`, `prompted`, a compared adapter), if any.
+    pub fn reference(&self) -> Option<&str> {
+        match &self.threshold {
+            Threshold::Value(_) => None,
+            Threshold::Plus(s, _) | Threshold::Times(s, _) => Some(s),
+        }
     }
 
-    /// Evaluate against the adapter's metrics and, for `base` gates, the base model's.
+    /// Evaluate against the metrics of the system under test; `others` holds
+    /// the metrics of the systems a threshold may name.
     pub fn evaluate(
         &self,
         metrics: &BTreeMap<String, f64>,
-        base: Option<&BTreeMap<String, f64>>,
+        others: &BTreeMap<String, BTreeMap<String, f64>>,
     ) -> Result<GateOutcome, EvalError> {
         let err = |message: String| EvalError::Gate {
             metric: self.metric.clone(),
@@ -122,19 +135,22 @@ impl Gate {
                 metrics.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let base_value = || -> Result<f64, EvalError> {
-            base.and_then(|b| b.get(&self.metric).copied())
-                .ok_or_else(|| {
-                    err(
-                        "`base` needs `compare_base: true` so that the base model is scored too"
-                            .to_owned(),
-                    )
-                })
+        let other = |system: &str| -> Result<f64, EvalError> {
+            let m = others.get(system).ok_or_else(|| {
+                err(format!(
+                    "no system `{system}` was evaluated (`base` needs `compare_base: true`, \
+                     `prompted` needs `compare_prompted`); evaluated: {}",
+                    others.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            m.get(&self.metric)
+                .copied()
+                .ok_or_else(|| err(format!("system `{system}` has no metric `{}`", self.metric)))
         };
-        let threshold = match self.threshold {
-            Threshold::Value(v) => v,
-            Threshold::BasePlus(x) => base_value()? + x,
-            Threshold::BaseTimes(x) => base_value()? * x,
+        let threshold = match &self.threshold {
+            Threshold::Value(v) => *v,
+            Threshold::Plus(s, x) => other(s)? + x,
+            Threshold::Times(s, x) => other(s)? * x,
         };
         Ok(GateOutcome {
             metric: self.metric.clone(),
@@ -186,11 +202,19 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
+    fn none() -> BTreeMap<String, BTreeMap<String, f64>> {
+        BTreeMap::new()
+    }
+
+    fn sys(name: &str, pairs: &[(&str, f64)]) -> BTreeMap<String, BTreeMap<String, f64>> {
+        BTreeMap::from([(name.to_string(), m(pairs))])
+    }
+
     #[test]
     fn parse_and_evaluate() {
         let g = Gate::parse("rougeL", ">= 0.30").unwrap();
         assert_eq!(g.threshold, Threshold::Value(0.30));
-        let out = g.evaluate(&m(&[("rougeL", 0.28)]), None).unwrap();
+        let out = g.evaluate(&m(&[("rougeL", 0.28)]), &none()).unwrap();
         assert!(!out.passed);
         assert!(
             out.describe().contains("FAILED by 0.0200"),
@@ -199,28 +223,52 @@ mod tests {
         );
 
         let g = Gate::parse("f1_macro", ">= base + 0.05").unwrap();
-        assert_eq!(g.threshold, Threshold::BasePlus(0.05));
+        assert_eq!(g.threshold, Threshold::Plus("base".into(), 0.05));
         let out = g
-            .evaluate(&m(&[("f1_macro", 0.61)]), Some(&m(&[("f1_macro", 0.55)])))
+            .evaluate(
+                &m(&[("f1_macro", 0.61)]),
+                &sys("base", &[("f1_macro", 0.55)]),
+            )
             .unwrap();
         assert!(out.passed && (out.threshold - 0.60).abs() < 1e-12);
-        assert!(g.evaluate(&m(&[("f1_macro", 0.61)]), None).is_err());
+        assert!(g.evaluate(&m(&[("f1_macro", 0.61)]), &none()).is_err());
 
         assert_eq!(
             Gate::parse("loss", "< base - 0.1").unwrap().threshold,
-            Threshold::BasePlus(-0.1)
+            Threshold::Plus("base".into(), -0.1)
         );
         assert_eq!(
             Gate::parse("bleu", "> base * 1.5").unwrap().threshold,
-            Threshold::BaseTimes(1.5)
+            Threshold::Times("base".into(), 1.5)
         );
         assert!(Gate::parse("bleu", "about 12").is_err());
-        assert!(Gate::parse("bleu", ">= twelve").is_err());
+        // A word is a system name; the stage's validation rejects unknown ones.
+        assert_eq!(
+            Gate::parse("bleu", ">= twelve").unwrap().reference(),
+            Some("twelve")
+        );
+        assert!(Gate::parse("bleu", ">= 12x").is_err());
         assert!(Gate::parse("bleu", ">= base ^ 2").is_err());
         let e = Gate::parse("bleu", ">= 12")
             .unwrap()
-            .evaluate(&m(&[("rougeL", 1.0)]), None)
+            .evaluate(&m(&[("rougeL", 1.0)]), &none())
             .unwrap_err();
         assert!(e.to_string().contains("computed: rougeL"), "{e}");
+
+        // The prompt-only baseline and per-task metrics (#9, #6).
+        let g = Gate::parse("f1_macro/hearsay", ">= prompted + 0.05").unwrap();
+        assert_eq!(g.reference(), Some("prompted"));
+        let out = g
+            .evaluate(
+                &m(&[("f1_macro/hearsay", 0.70)]),
+                &sys("prompted", &[("f1_macro/hearsay", 0.66)]),
+            )
+            .unwrap();
+        assert!(!out.passed && (out.threshold - 0.71).abs() < 1e-12);
+        let e = g
+            .evaluate(&m(&[("f1_macro/hearsay", 0.7)]), &sys("base", &[]))
+            .unwrap_err();
+        assert!(e.to_string().contains("compare_prompted"), "{e}");
+        assert!(Gate::parse("acc", ">= base-0.02").is_ok());
     }
 }

@@ -5,6 +5,10 @@
 //!   precision/recall/F1 as scikit-learn — pure functions, usable without a model.
 //! - [`score`]: several metrics over a set of predictions at once; what the eval
 //!   stage and `pipe score FILE.jsonl` call ([`score::score_file`]).
+//! - [`prompted`]: the prompt-only baseline's few-shot prompts and seeded shot choice.
+//! - [`review`]: blind review packs for experts and the summary of their scores.
+//! - [`tasks`]: classification per task (each task its own label set and report).
+//! - [`general`]: general-ability regression, multiple choice scored by letter likelihood.
 //! - [`gates`]: CI gates (`rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"`) and JUnit XML.
 //! - [`report`]: metrics.json, predictions.jsonl, report.md and a self-contained report.html.
 //! - With the `model` feature (default): generation and likelihood scoring on the
@@ -24,10 +28,14 @@
 
 pub mod error;
 pub mod gates;
+pub mod general;
 pub mod generate;
 pub mod metrics;
+pub mod prompted;
 pub mod report;
+pub mod review;
 pub mod score;
+pub mod tasks;
 
 #[cfg(feature = "model")]
 pub mod stage;

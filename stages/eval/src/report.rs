@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::EvalError;
 use crate::gates::GateOutcome;
+use crate::general::GeneralReport;
 use crate::metrics::ClassificationReport;
 use crate::score::fmt_metric;
 
@@ -21,6 +22,9 @@ pub struct Column {
     /// Corpus-level metrics (bleu, rougeL, f1_macro, eval_loss, ...).
     pub metrics: BTreeMap<String, f64>,
     pub classification: Option<ClassificationReport>,
+    /// Task -> classification report, when rows are classified per task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, ClassificationReport>,
 }
 
 /// One test example with every system's output and per-example scores.
@@ -50,6 +54,9 @@ pub struct EvalReport {
     pub columns: Vec<Column>,
     pub examples: Vec<ExampleRecord>,
     pub gates: Vec<GateOutcome>,
+    /// The general-ability check (multiple choice, base vs adapter), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general: Option<GeneralReport>,
     /// The training loss curve (SVG text from the adapter folder), if any.
     #[serde(skip)]
     pub loss_svg: Option<String>,
@@ -91,7 +98,12 @@ impl EvalReport {
         let mut names: Vec<String> = Vec::new();
         for c in &self.columns {
             for k in c.metrics.keys() {
-                if !names.contains(k) && !k.starts_with("precision_") && !k.starts_with("recall_") {
+                // Per-task metrics (`accuracy/hearsay`) have their own table.
+                if !names.contains(k)
+                    && !k.starts_with("precision_")
+                    && !k.starts_with("recall_")
+                    && !k.contains('/')
+                {
                     names.push(k.clone());
                 }
             }
@@ -161,15 +173,22 @@ impl EvalReport {
             if let Some(cl) = &c.classification {
                 m["classification"] = serde_json::to_value(cl).expect("serializable");
             }
+            if !c.tasks.is_empty() {
+                m["tasks"] = serde_json::to_value(&c.tasks).expect("serializable");
+            }
             cols.insert(c.name.clone(), m);
         }
-        json!({
+        let mut v = json!({
             "stage": self.stage,
             "examples": self.examples.len(),
             "settings": self.settings,
             "columns": cols,
             "gates": self.gates,
-        })
+        });
+        if let Some(g) = &self.general {
+            v["general"] = serde_json::to_value(g).expect("serializable");
+        }
+        v
     }
 
     pub fn predictions_jsonl(&self) -> String {
@@ -214,6 +233,44 @@ impl EvalReport {
             s.push_str(&format!("gate {}\n", g.describe()));
         }
         s
+    }
+
+    /// One row per classification task: size, label count and each column's
+    /// accuracy and macro F1 (None when no column was scored per task).
+    fn task_rows(&self) -> Option<Vec<TaskRow>> {
+        let mut tasks: Vec<&String> = self.columns.iter().flat_map(|c| c.tasks.keys()).collect();
+        tasks.sort();
+        tasks.dedup();
+        if tasks.is_empty() {
+            return None;
+        }
+        let rows = tasks
+            .into_iter()
+            .map(|t| {
+                let any = self
+                    .columns
+                    .iter()
+                    .find_map(|c| c.tasks.get(t))
+                    .expect("listed task has a report");
+                TaskRow {
+                    task: t.clone(),
+                    n: any.n,
+                    labels: any.labels.len(),
+                    cells: self
+                        .columns
+                        .iter()
+                        .map(|c| match c.tasks.get(t) {
+                            Some(r) => (
+                                format!("{:.4}", r.accuracy),
+                                format!("{:.4}", r.macro_avg.f1),
+                            ),
+                            None => ("-".into(), "-".into()),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Some(rows)
     }
 
     /// Last column minus first, when both have the metric.
@@ -275,6 +332,27 @@ impl EvalReport {
                 )
                 .ok();
             }
+        }
+        if let Some(rows) = self.task_rows() {
+            s.push_str("\n## Per task\n\n| task | examples | labels |");
+            for c in &self.columns {
+                write!(s, " accuracy {} | f1_macro {} |", c.name, c.name).ok();
+            }
+            s.push_str("\n|---|---:|---:|");
+            for _ in &self.columns {
+                s.push_str("---:|---:|");
+            }
+            s.push('\n');
+            for r in &rows {
+                write!(s, "| {} | {} | {} |", md_cell(&r.task), r.n, r.labels).ok();
+                for cell in &r.cells {
+                    write!(s, " {} | {} |", cell.0, cell.1).ok();
+                }
+                s.push('\n');
+            }
+        }
+        if let Some(g) = &self.general {
+            s.push_str(&general_md(g));
         }
         if let Some(cl) = self.columns.last().and_then(|c| c.classification.as_ref()) {
             s.push_str("\n## Per-class F1\n\n| class | support |");
@@ -413,6 +491,48 @@ impl EvalReport {
         if let Some(svg) = &self.loss_svg {
             h.push_str("<h2>Training loss</h2>\n");
             writeln!(h, "<img class=\"loss\" alt=\"training loss curve\" src=\"data:image/svg+xml;base64,{}\">", base64(svg.as_bytes())).ok();
+        }
+        if let Some(rows) = self.task_rows() {
+            h.push_str("<h2>Per task</h2>\n<table class=\"head\"><tr><th>task</th><th>examples</th><th>labels</th>");
+            for c in &self.columns {
+                write!(
+                    h,
+                    "<th>accuracy {0}</th><th>f1_macro {0}</th>",
+                    esc(&c.name)
+                )
+                .ok();
+            }
+            h.push_str("</tr>\n");
+            for r in &rows {
+                write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                    esc(&r.task),
+                    r.n,
+                    r.labels
+                )
+                .ok();
+                for cell in &r.cells {
+                    write!(
+                        h,
+                        "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                        cell.0, cell.1
+                    )
+                    .ok();
+                }
+                h.push_str("</tr>\n");
+            }
+            h.push_str("</table>\n");
+        }
+        if let Some(g) = &self.general {
+            h.push_str("<h2>General ability</h2>\n<table class=\"head\"><tr><th>system</th><th>accuracy</th><th>95% interval</th><th>questions</th></tr>\n");
+            for x in &g.scores {
+                writeln!(h, "<tr><td>{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{:.4} – {:.4}</td><td class=\"num\">{}</td></tr>", esc(&x.system), x.accuracy, x.ci_low, x.ci_high, x.n).ok();
+            }
+            h.push_str("</table>\n");
+            if let Some(line) = general_difference(g) {
+                writeln!(h, "<p>{}</p>", esc(&line)).ok();
+            }
         }
         if self.columns.iter().any(|c| c.classification.is_some()) {
             h.push_str("<h2>Per-class F1</h2>\n");
@@ -595,6 +715,43 @@ impl EvalReport {
     }
 }
 
+/// `adapter - base: -0.0200 (95% interval -0.0600 .. +0.0200)`.
+fn general_difference(g: &GeneralReport) -> Option<String> {
+    let (d, lo, hi) = g.difference?;
+    let (a, b) = (&g.scores.first()?.system, &g.scores.last()?.system);
+    Some(format!(
+        "{b} - {a}: {d:+.4} (95% interval {lo:+.4} .. {hi:+.4}, paired over the same questions)"
+    ))
+}
+
+fn general_md(g: &GeneralReport) -> String {
+    let mut s = format!(
+        "\n## General ability\n\nMultiple choice from `{}`, {}-shot, the most probable answer letter.\n\n| system | accuracy | 95% interval | questions |\n|---|---:|---:|---:|\n",
+        g.file, g.shots
+    );
+    for x in &g.scores {
+        writeln!(
+            s,
+            "| {} | {:.4} | {:.4} – {:.4} | {} |",
+            x.system, x.accuracy, x.ci_low, x.ci_high, x.n
+        )
+        .ok();
+    }
+    if let Some(line) = general_difference(g) {
+        writeln!(s, "\n{line}").ok();
+    }
+    s
+}
+
+/// A line of the per-task table.
+struct TaskRow {
+    task: String,
+    n: u64,
+    labels: usize,
+    /// Per column: (accuracy, macro F1), formatted.
+    cells: Vec<(String, String)>,
+}
+
 type Ranked = Vec<(usize, f64)>;
 
 fn split_best_worst(ranked: &[(usize, f64)], k: usize) -> (Ranked, Ranked) {
@@ -725,9 +882,11 @@ mod tests {
                     ("eval_loss".to_string(), 1.5),
                 ]),
                 classification: Some(cl),
+                tasks: BTreeMap::new(),
             }
         };
         EvalReport {
+            general: None,
             stage: "report".into(),
             settings: json!({"max_new_tokens": 8}),
             columns: vec![col("base", &base_pred), col("adapter", &ad_pred)],
@@ -737,7 +896,10 @@ mod tests {
                     .unwrap()
                     .evaluate(
                         &BTreeMap::from([("accuracy".to_string(), 0.75)]),
-                        Some(&BTreeMap::from([("accuracy".to_string(), 0.5)])),
+                        &BTreeMap::from([(
+                            "base".to_string(),
+                            BTreeMap::from([("accuracy".to_string(), 0.5)]),
+                        )]),
                     )
                     .unwrap(),
             ],
@@ -772,6 +934,48 @@ mod tests {
         let lines = std::fs::read_to_string(dir.path().join(PREDICTIONS_FILE)).unwrap();
         assert_eq!(lines.lines().count(), 4);
         assert_eq!(r.ranked_examples()[0].1, 1.0);
+    }
+
+    #[test]
+    fn per_task_table() {
+        let mut r = sample();
+        for (c, pred) in r.columns.iter_mut().zip([["No", "No"], ["Yes", "No"]]) {
+            c.tasks.insert(
+                "hearsay".into(),
+                classification_report(&["Yes", "No"], &pred, None),
+            );
+            c.metrics.insert("accuracy/hearsay".into(), 0.0);
+        }
+        let md = r.report_md();
+        assert!(md.contains("## Per task"), "{md}");
+        assert!(
+            md.contains("| hearsay | 2 | 2 | 0.5000 | 0.3333 | 1.0000 | 1.0000 |"),
+            "{md}"
+        );
+        assert!(!r.headline_metrics().iter().any(|m| m.contains('/')));
+        assert!(r.report_html().contains("<h2>Per task</h2>"));
+        assert!(
+            r.metrics_json()["columns"]["adapter"]["tasks"]["hearsay"]["accuracy"] == json!(1.0)
+        );
+    }
+
+    #[test]
+    fn general_section() {
+        let mut r = sample();
+        r.general = Some(crate::general::general_report(
+            "mcq.csv",
+            3,
+            &[
+                ("base".into(), vec![true, true, false, false]),
+                ("adapter".into(), vec![true, false, false, false]),
+            ],
+        ));
+        let md = r.report_md();
+        assert!(md.contains("| base | 0.5000 |"), "{md}");
+        assert!(md.contains("adapter - base: -0.2500"), "{md}");
+        let html = r.report_html();
+        assert!(html.contains("<h2>General ability</h2>"));
+        assert_eq!(r.metrics_json()["general"]["shots"], json!(3));
     }
 
     #[test]

@@ -10,13 +10,16 @@ use serde_json::json;
 
 use crate::error::EvalError;
 use crate::gates::{GateOutcome, parse_gates};
+use crate::general::{GeneralParams, general_report, pick_letters, read_mcq};
 use crate::generate::{GenOptions, LogitsModel, Sampling, continuation_logprob, generate};
 use crate::metrics::{BleuTokenize, LabelMatch, RougeTokenizer, classification_report};
+use crate::prompted::{PromptedParams, Shot, few_shot_prompt, pick_all_shots};
 use crate::report::{Column, EvalReport, ExampleRecord};
 use crate::score::{KNOWN_METRICS, ScoreOptions, score};
+use crate::tasks::{score_by_task, task_of};
 
 /// Bump when the report bytes would change for the same inputs.
-pub const EVAL_CODE_VERSION: u32 = 1;
+pub const EVAL_CODE_VERSION: u32 = 2;
 
 /// Params of the `eval` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -32,6 +35,14 @@ pub struct EvalParams {
     /// Also evaluate the base model (no adapter) on the same prompts: every metric gets a base column and a delta.
     #[serde(default)]
     pub compare_base: bool,
+    /// The prompt-only baseline: the base model with `shots` examples of the training
+    /// split as earlier turns (`{shots: 3, from: chat.train}`); adds a `prompted` column.
+    #[serde(default)]
+    pub compare_prompted: Option<PromptedParams>,
+    /// General-ability regression: a multiple-choice file scored by answer-letter
+    /// likelihood for base and adapter (`general_acc`; gate `">= base - 0.02"`).
+    #[serde(default)]
+    pub general: Option<GeneralParams>,
     /// Other train stages (also listed in `from`) to show as extra columns.
     #[serde(default)]
     pub compare: Vec<String>,
@@ -71,9 +82,14 @@ pub struct EvalParams {
     /// How a label is found in generated text: exact, starts_with, contains.
     #[serde(default)]
     pub label_match: LabelMatch,
-    /// The class labels; default: the distinct labels of the test rows.
+    /// The class labels; default: the distinct labels of the test rows (of each task,
+    /// when rows carry a task).
     #[serde(default)]
     pub labels: Option<Vec<String>>,
+    /// Label set of a task, task -> labels (`abercrombie: [generic, descriptive, ...]`);
+    /// tasks not listed use `labels`, else their distinct test labels.
+    #[serde(default)]
+    pub task_labels: BTreeMap<String, Vec<String>>,
     /// Evaluate only the first N test rows.
     #[serde(default)]
     pub max_examples: Option<usize>,
@@ -115,14 +131,24 @@ impl EvalParams {
             }
         }
         self.score_options().validate()?;
-        let gates = parse_gates(&self.gates)?;
-        if !self.compare_base
-            && let Some(g) = gates.iter().find(|g| g.needs_base())
-        {
+        for g in parse_gates(&self.gates)? {
+            let message = match g.reference() {
+                Some("base") if !self.compare_base => "`base` needs `compare_base: true`".into(),
+                Some("prompted") if self.compare_prompted.is_none() => {
+                    "`prompted` needs `compare_prompted: {shots: 3, from: chat.train}`".into()
+                }
+                Some(s)
+                    if !["base", "prompted"].contains(&s)
+                        && !self.compare.iter().any(|c| c == s) =>
+                {
+                    format!("`{s}` is not a system: use `base`, `prompted` or a stage in `compare`")
+                }
+                _ => continue,
+            };
             return Err(EvalError::Gate {
                 metric: g.metric.clone(),
                 condition: g.condition.clone(),
-                message: "`base` needs `compare_base: true`".into(),
+                message,
             });
         }
         if self.batch_size == 0 {
@@ -154,6 +180,43 @@ impl EvalParams {
     fn wants(&self, m: &str) -> bool {
         self.metrics.iter().any(|x| x == m)
     }
+
+    /// Label sets given in the params, per task: `task_labels`, else `labels` for
+    /// every task that has labelled rows.
+    fn configured_label_sets(
+        &self,
+        labels: &[Option<String>],
+        tasks: &[Option<String>],
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut out = self.task_labels.clone();
+        if let Some(all) = &self.labels {
+            for (l, t) in labels.iter().zip(tasks) {
+                if l.is_some() {
+                    out.entry(task_of(t.as_deref()).to_owned())
+                        .or_insert_with(|| all.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The per-task metrics asked for (`accuracy*` with accuracy, `f1*` with f1;
+    /// both for likelihood), under `prefix`.
+    fn wanted_task_metrics(
+        &self,
+        metrics: &BTreeMap<String, f64>,
+        prefix: &str,
+    ) -> BTreeMap<String, f64> {
+        metrics
+            .iter()
+            .filter(|(k, _)| {
+                !prefix.is_empty()
+                    || (k.starts_with("accuracy") && self.wants("accuracy"))
+                    || (k.starts_with("f1") && self.wants("f1"))
+            })
+            .map(|(k, v)| (format!("{prefix}{k}"), *v))
+            .collect()
+    }
 }
 
 /// Progress sink (the engine's progress bar, behind the adapter).
@@ -168,6 +231,8 @@ pub trait Progress {
 pub struct System {
     pub name: String,
     pub adapter_dir: Option<PathBuf>,
+    /// Prompts carry few-shot examples from the training table (the `prompted` baseline).
+    pub few_shot: bool,
 }
 
 /// Everything the stage reads.
@@ -179,6 +244,10 @@ pub struct EvalInputs {
     pub systems: Vec<System>,
     /// The rendered test table (`rendered.parquet`).
     pub test_table: PathBuf,
+    /// The rendered training table shots are drawn from (`compare_prompted`).
+    pub train_table: Option<PathBuf>,
+    /// The general-ability question file (`general.path` resolved).
+    pub general_file: Option<PathBuf>,
     /// `loss.svg` of the adapter under test, if present.
     pub loss_svg: Option<PathBuf>,
     pub seed: u64,
@@ -232,6 +301,14 @@ pub fn run_eval(
         .iter()
         .map(|r| tok.try_encode(&r.prompt).map_err(model_err))
         .collect::<Result<_, _>>()?;
+    let few_shot = match (&params.compare_prompted, &inputs.train_table) {
+        (Some(pp), Some(train)) if inputs.systems.iter().any(|s| s.few_shot) => Some(
+            few_shot_prompts(&rows, train, pp, params.seed.unwrap_or(inputs.seed), &|t| {
+                tok.try_encode(t).map_err(model_err)
+            })?,
+        ),
+        _ => None,
+    };
     let references: Vec<Vec<String>> = rows.iter().map(|r| vec![r.reference.clone()]).collect();
     let y_true: Vec<String> = rows
         .iter()
@@ -240,7 +317,18 @@ pub fn run_eval(
     let mut label_set = params.labels.clone().unwrap_or_else(|| y_true.clone());
     label_set.sort();
     label_set.dedup();
+    // Rows that name their task are classified per task (#6): each task its own
+    // label set and report; otherwise one label set over every row.
+    let labels: Vec<Option<String>> = rows.iter().map(|r| r.row.label.clone()).collect();
+    let tasks: Vec<Option<String>> = rows.iter().map(|r| r.row.task.clone()).collect();
+    let per_task = tasks.iter().any(Option::is_some) && labels.iter().any(Option::is_some);
+    let configured = params.configured_label_sets(&labels, &tasks);
+    let task_sets = crate::tasks::label_sets(&labels, &tasks, &configured);
     let opts = params.score_options();
+    let mut text_opts = opts.clone();
+    if per_task {
+        text_opts.metrics.retain(|m| m != "accuracy" && m != "f1");
+    }
     let generates = !opts.metrics.is_empty();
     let stop_ids = tok.stop_ids.clone();
     let gen_opts = GenOptions {
@@ -258,14 +346,36 @@ pub fn run_eval(
     };
     let decode = |ids: &[u32]| tok.tokenizer.decode(ids, true).unwrap_or_default();
 
+    let general = match (&params.general, &inputs.general_file) {
+        (Some(g), Some(path)) => {
+            let mut qs = read_mcq(path, g)?;
+            if qs.len() <= g.shots {
+                return Err(EvalError::Input {
+                    path: path.clone(),
+                    message: format!(
+                        "{} questions: none left to score after {} shots",
+                        qs.len(),
+                        g.shots
+                    ),
+                });
+            }
+            let rest = qs.split_off(g.shots);
+            let n = g.max_questions.unwrap_or(rest.len()).min(rest.len());
+            Some((qs, rest[..n].to_vec()))
+        }
+        _ => None,
+    };
+    let mut general_results: Vec<(String, Vec<bool>)> = Vec::new();
     let n_sys = inputs.systems.len() as u64;
     let per_sys = if generates {
         (rows.len() * params.max_new_tokens) as u64
     } else {
         rows.len() as u64
     };
+    let general_total = general.as_ref().map_or(0, |(_, q)| q.len() as u64)
+        * inputs.systems.iter().filter(|s| !s.few_shot).count() as u64;
     progress.set_total(
-        per_sys * n_sys,
+        per_sys * n_sys + general_total,
         if generates { "tokens" } else { "examples" },
     );
     let mut columns = Vec::new();
@@ -285,16 +395,21 @@ pub fn run_eval(
         .collect();
     let (mut gen_tokens, mut gen_secs) = (0u64, 0f64);
     for sys in &inputs.systems {
+        let prompts = match (&few_shot, sys.few_shot) {
+            (Some(f), true) => &f.prompts,
+            _ => &prompts,
+        };
         progress.message(&format!("{}: loading", sys.name));
         let mut model =
             pipe_train::Generator::load(&inputs.model, sys.adapter_dir.as_deref(), gen_opts.seed)
                 .map_err(model_err)?;
         let mut metrics = BTreeMap::new();
         let mut classification = None;
+        let mut task_reports = BTreeMap::new();
         if generates {
             let t0 = Instant::now();
             let mut done = 0u64;
-            let outs = generate(&mut model, &prompts, &gen_opts, &decode, &mut |k| {
+            let outs = generate(&mut model, prompts, &gen_opts, &decode, &mut |k| {
                 done += k;
                 progress.inc(k);
                 let s = t0.elapsed().as_secs_f64();
@@ -312,7 +427,18 @@ pub fn run_eval(
                     - done.min((rows.len() * params.max_new_tokens) as u64),
             );
             let preds: Vec<String> = outs.iter().map(|g| g.text.trim().to_owned()).collect();
-            let s = score(&preds, &references, Some(y_true.as_slice()), &opts)?;
+            let mut s = score(&preds, &references, Some(y_true.as_slice()), &text_opts)?;
+            if per_task && (params.wants("accuracy") || params.wants("f1")) {
+                let t = score_by_task(&preds, &labels, &tasks, &configured, params.label_match);
+                metrics.extend(params.wanted_task_metrics(&t.metrics, ""));
+                for (i, c) in t.correct.iter().enumerate() {
+                    if let Some(c) = c {
+                        s.per_example[i].insert("correct".into(), *c);
+                    }
+                }
+                s.predicted_labels = t.predicted;
+                task_reports = t.reports;
+            }
             metrics.extend(s.corpus.clone());
             classification = s.classification.clone();
             for (i, e) in examples.iter_mut().enumerate() {
@@ -327,32 +453,61 @@ pub fn run_eval(
             }
         }
         if params.wants("likelihood") {
-            let label_ids: Vec<Vec<u32>> = label_set
-                .iter()
-                .map(|l| encode_plain(l.as_str()))
-                .collect::<Result<_, _>>()?;
+            // Each row chooses among its task's labels (per task) or the one label set.
+            let mut encoded: BTreeMap<&str, Vec<Vec<u32>>> = BTreeMap::new();
             let mut picked = Vec::with_capacity(rows.len());
             for (i, p) in prompts.iter().enumerate() {
-                let k = crate::generate::likelihood_label(&mut model, p, &label_ids)
+                let set: &[String] = if per_task {
+                    match &labels[i] {
+                        Some(_) => &task_sets[task_of(tasks[i].as_deref())],
+                        None => {
+                            picked.push(String::new());
+                            continue;
+                        }
+                    }
+                } else {
+                    &label_set
+                };
+                let key = if per_task {
+                    task_of(tasks[i].as_deref())
+                } else {
+                    ""
+                };
+                if !encoded.contains_key(key) {
+                    let ids = set
+                        .iter()
+                        .map(|l| encode_plain(l.as_str()))
+                        .collect::<Result<_, _>>()?;
+                    encoded.insert(key, ids);
+                }
+                let k = crate::generate::likelihood_label(&mut model, p, &encoded[key])
                     .map_err(EvalError::Model)?;
-                picked.push(label_set[k].clone());
+                picked.push(set[k].clone());
                 examples[i]
                     .scores
                     .entry(sys.name.clone())
                     .or_default()
                     .insert(
                         "likelihood_correct".into(),
-                        if label_set[k] == y_true[i] { 1.0 } else { 0.0 },
+                        if set[k] == y_true[i] { 1.0 } else { 0.0 },
                     );
                 if !generates {
                     progress.inc(1);
                 }
             }
-            let rep = classification_report(&y_true, &picked, Some(label_set.as_slice()));
-            metrics.insert("likelihood_accuracy".into(), rep.accuracy);
-            metrics.insert("likelihood_f1_macro".into(), rep.macro_avg.f1);
-            if classification.is_none() {
-                classification = Some(rep);
+            if per_task {
+                let t = score_by_task(&picked, &labels, &tasks, &configured, LabelMatch::Exact);
+                metrics.extend(params.wanted_task_metrics(&t.metrics, "likelihood_"));
+                if task_reports.is_empty() {
+                    task_reports = t.reports;
+                }
+            } else {
+                let rep = classification_report(&y_true, &picked, Some(label_set.as_slice()));
+                metrics.insert("likelihood_accuracy".into(), rep.accuracy);
+                metrics.insert("likelihood_f1_macro".into(), rep.macro_avg.f1);
+                if classification.is_none() {
+                    classification = Some(rep);
+                }
             }
         }
         if params.wants("loss") {
@@ -376,26 +531,50 @@ pub fn run_eval(
             metrics.insert("eval_loss".into(), loss);
             metrics.insert("perplexity".into(), loss.exp());
         }
+        // The prompted baseline is the base model: its general ability is base's.
+        if let Some((shots, questions)) = general.as_ref().filter(|_| !sys.few_shot) {
+            progress.message(&format!("{}: general-ability questions", sys.name));
+            let picks = pick_letters(
+                &mut model,
+                &encode_plain,
+                shots,
+                questions,
+                params.batch_size,
+                &mut |k| progress.inc(k),
+            )?;
+            let correct: Vec<bool> = picks
+                .iter()
+                .zip(questions)
+                .map(|(&k, q)| q.options[k].0 == q.answer)
+                .collect();
+            metrics.insert(
+                "general_acc".into(),
+                correct.iter().filter(|c| **c).count() as f64 / correct.len() as f64,
+            );
+            general_results.push((sys.name.clone(), correct));
+        }
         columns.push(Column {
             name: sys.name.clone(),
             metrics,
             classification,
+            tasks: task_reports,
         });
     }
 
-    let last = columns.last().expect("at least one system");
-    let base = columns
+    let (last, others) = columns.split_last().expect("at least one system");
+    let others: BTreeMap<String, BTreeMap<String, f64>> = others
         .iter()
-        .find(|c| c.name == "base")
-        .filter(|_| columns.len() > 1);
+        .map(|c| (c.name.clone(), c.metrics.clone()))
+        .collect();
     let gates = parse_gates(&params.gates)?
         .iter()
-        .map(|g| g.evaluate(&last.metrics, base.map(|b| &b.metrics)))
+        .map(|g| g.evaluate(&last.metrics, &others))
         .collect::<Result<Vec<_>, _>>()?;
+    // The run record's metrics: the adapter's, and `base_`/`prompted_` ones.
     let mut flat = last.metrics.clone();
-    if let Some(b) = base {
-        for (k, v) in &b.metrics {
-            flat.insert(format!("base_{k}"), *v);
+    for name in ["base", "prompted"] {
+        for (k, v) in others.get(name).into_iter().flatten() {
+            flat.insert(format!("{name}_{k}"), *v);
         }
     }
     let loss_svg = inputs
@@ -420,11 +599,28 @@ pub fn run_eval(
             "stop_ids": stop_ids,
             "stop_strings": params.stop,
         },
-        "labels": label_set,
+        "labels": if per_task { json!(task_sets) } else { json!(label_set) },
+        "classification": if per_task {
+            "per task: labels extracted among the row's task labels; accuracy over labelled rows, f1_macro = mean of the tasks' macro F1"
+        } else {
+            "one label set over every row"
+        },
         "loss": "mean NLL per token of reference + end-of-turn token given the prompt",
         "likelihood": "label with the highest summed log-probability given the prompt",
+        "prompted": few_shot.as_ref().map(|f| json!({
+            "shots": params.compare_prompted.as_ref().map(|p| p.shots),
+            "from": params.compare_prompted.as_ref().map(|p| p.from.clone()),
+            "selection": "per test row, seeded draw without replacement from training rows of the same task (any row when the task has none)",
+            "turns": "shots rendered as earlier turns with the test prompt's template",
+            "mean_shots": f.mean_shots,
+        })),
     });
+    let general_report = params
+        .general
+        .as_ref()
+        .map(|g| general_report(&g.path.display().to_string(), g.shots, &general_results));
     let report = EvalReport {
+        general: general_report,
         stage: inputs.stage_name.clone(),
         settings,
         columns,
@@ -451,6 +647,61 @@ pub fn run_eval(
     })
 }
 
+/// The prompted baseline's prompts, token ids per test row.
+struct FewShot {
+    prompts: Vec<Vec<u32>>,
+    /// Shots actually used per prompt, on average (some are dropped to fit `max_prompt_tokens`).
+    mean_shots: f64,
+}
+
+fn few_shot_prompts(
+    rows: &[pipe_rows::RenderedRow],
+    train_table: &Path,
+    pp: &PromptedParams,
+    seed: u64,
+    encode: &dyn Fn(&str) -> Result<Vec<u32>, EvalError>,
+) -> Result<FewShot, EvalError> {
+    let train = pipe_rows::read_rendered(train_table).map_err(|e| EvalError::Input {
+        path: train_table.to_owned(),
+        message: e.to_string(),
+    })?;
+    if train.is_empty() && pp.shots > 0 {
+        return Err(EvalError::Input {
+            path: train_table.to_owned(),
+            message: "`compare_prompted` draws shots from this table, but it has no rows".into(),
+        });
+    }
+    let train_tasks: Vec<Option<String>> = train.iter().map(|r| r.row.task.clone()).collect();
+    let test_tasks: Vec<Option<String>> = rows.iter().map(|r| r.row.task.clone()).collect();
+    let picks = pick_all_shots(&train_tasks, &test_tasks, pp.shots, seed);
+    let (mut out, mut used) = (Vec::with_capacity(rows.len()), 0usize);
+    for (row, pick) in rows.iter().zip(&picks) {
+        let shots: Vec<Shot<'_>> = pick
+            .iter()
+            .map(|&j| Shot {
+                rendered: &train[j].rendered,
+                last_span: train[j].spans.last().copied(),
+                reference: &train[j].reference,
+            })
+            .collect();
+        // Drop shots, last first, until the prompt fits.
+        let mut k = shots.len();
+        let ids = loop {
+            let ids = encode(&few_shot_prompt(&row.prompt, &shots[..k]))?;
+            if k == 0 || ids.len() <= pp.max_prompt_tokens {
+                break ids;
+            }
+            k -= 1;
+        };
+        used += k;
+        out.push(ids);
+    }
+    Ok(FewShot {
+        mean_shots: used as f64 / rows.len().max(1) as f64,
+        prompts: out,
+    })
+}
+
 /// Generation throughput on one system: tokens/s for a batch of prompts (bench helper).
 pub fn generation_speed(
     model: &mut dyn LogitsModel,
@@ -462,4 +713,29 @@ pub fn generation_speed(
         .map_err(EvalError::Model)?;
     let n: u64 = outs.iter().map(|g| g.ids.len() as u64).sum();
     Ok((n, t0.elapsed().as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(yaml: serde_json::Value) -> EvalParams {
+        serde_json::from_value(yaml).unwrap()
+    }
+
+    #[test]
+    fn gates_name_systems_that_are_evaluated() {
+        let p = params(json!({"gates": {"f1_macro": ">= prompted + 0.05"}}));
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("compare_prompted"), "{e}");
+        let p = params(json!({
+            "gates": {"f1_macro/hearsay": ">= prompted + 0.05"},
+            "compare_prompted": {"shots": 2, "from": "chat.train"},
+        }));
+        p.validate().unwrap();
+        assert_eq!(p.compare_prompted.unwrap().max_prompt_tokens, 2048);
+        let p = params(json!({"gates": {"bleu": ">= twelve"}}));
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("`twelve` is not a system"), "{e}");
+    }
 }

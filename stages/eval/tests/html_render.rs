@@ -38,6 +38,7 @@ fn report() -> EvalReport {
                 ("f1_macro".into(), cl.macro_avg.f1),
             ]),
             classification: Some(cl),
+            tasks: BTreeMap::new(),
         }
     };
     let examples = (0..4)
@@ -56,6 +57,7 @@ fn report() -> EvalReport {
         })
         .collect();
     EvalReport {
+        general: None,
         stage: "report".into(),
         settings: json!({"generation": {"max_new_tokens": 16}}),
         columns: vec![col("base", &base), col("adapter", &adapter)],
