@@ -191,7 +191,7 @@ fn explain_lists_kinds_and_describes_params() {
     t.pipe(&["explain", "command"])
         .success()
         .stdout_has("run: string (required)")
-        .stdout_has("outputs: array (default [\"out\"])");
+        .stdout_has("outputs: list of string (default [\"out\"])");
     t.pipe(&["explain", "comand"])
         .code(2)
         .stderr_has("did you mean `command`?");

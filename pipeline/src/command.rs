@@ -83,12 +83,13 @@ impl Stage for CommandStage {
         serde_json::json!({
             "type": "object",
             "required": ["run"],
+            "additionalProperties": false,
             "properties": {
                 "run": {"type": "string", "description": "The shell command (sh -c, in the recipe's folder). Placeholders: {input}, {inputs[N]}, {output}, {output.NAME}, {files[N]}, {scratch}, {seed}, {threads}."},
-                "outputs": {"type": "array", "default": ["out"], "description": "Named outputs, first is primary; each must be written."},
-                "files": {"type": "array", "default": [], "description": "Files the command reads (scripts, data), relative to the recipe; globs allowed. Hashed into the cache key."},
-                "env": {"type": "object", "default": {}, "description": "Extra environment variables."},
-                "gates": {"type": "object", "default": {}, "description": "Checks on the numbers the command writes to metrics.json in its first output, e.g. {accuracy: \">= 0.8\"}; a failed gate makes `pipe run` exit 3."}
+                "outputs": {"type": "array", "items": {"type": "string"}, "default": ["out"], "description": "Named outputs, first is primary; each must be written."},
+                "files": {"type": "array", "items": {"type": "string"}, "default": [], "description": "Files the command reads (scripts, data), relative to the recipe; globs allowed. Hashed into the cache key."},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}, "default": {}, "description": "Extra environment variables."},
+                "gates": {"type": "object", "additionalProperties": {"type": "string"}, "default": {}, "description": "Checks on the numbers the command writes to metrics.json in its first output, e.g. {accuracy: \">= 0.8\"}; a failed gate makes `pipe run` exit 3."}
             }
         })
     }

@@ -170,6 +170,15 @@ impl Stage for Ingest {
         // The check comes after the side table so a loosened rerun is not needed to see it
         // when running the library directly; a failed stage is not published anyway.
         out.check(p.max_rejected).map_err(stage_error)?;
+        if out.rows.is_empty() && out.rejected.is_empty() {
+            let files: Vec<&str> = out.files.iter().map(|f| f.file.as_str()).collect();
+            return Err(StageError::input(format!(
+                "no records in {}: the input is empty",
+                files.join(", ")
+            ))
+            .with_key("path")
+            .with_hint("check that the file was written completely, or point `path` at the data"));
+        }
         write_table(ctx, "rows", &out.rows)?;
         let mut stats = Map::new();
         stats.insert("rows_in".into(), json!(out.rows.len() + rejected.len()));

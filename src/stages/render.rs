@@ -209,6 +209,9 @@ impl Stage for Render {
                 None => default_eos.map(str::to_owned),
             };
         }
+        // Compile the template now, so that `pipe validate` reports a syntax
+        // error with the template's place instead of the run failing later.
+        planned_template(&p, env.recipe_dir)?;
         let params = serde_json::to_value(&p)
             .map_err(|e| StageError::failed(format!("cannot serialize params: {e}")))?;
         Ok(StagePlan {

@@ -75,6 +75,77 @@ pub enum DeviceParam {
     Cuda,
 }
 
+impl TrainParams {
+    /// Ranges serde cannot check; each error names its key.
+    fn check_ranges(&self) -> Result<(), StageError> {
+        let bad = |key: &str, message: String| Err(StageError::params(message).with_key(key));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad(
+                "warmup_ratio",
+                format!("must be in [0, 1), got {}", self.warmup_ratio),
+            );
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if self.grad_accum == 0 {
+            return bad("grad_accum", "must be at least 1".into());
+        }
+        if self.clip.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return bad(
+                "clip",
+                "must be a positive number (or null: no clipping)".into(),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                format!("must be >= 0, got {}", self.weight_decay),
+            );
+        }
+        if self.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            return bad(
+                "betas",
+                format!("each must be in [0, 1), got {:?}", self.betas),
+            );
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad(
+                "eps",
+                format!("must be a positive number, got {}", self.eps),
+            );
+        }
+        if !(self.lora.alpha.is_finite() && self.lora.alpha > 0.0) {
+            return bad(
+                "lora.alpha",
+                format!("must be a positive number, got {}", self.lora.alpha),
+            );
+        }
+        if self.max_steps == Some(0) || (self.max_steps.is_none() && self.epochs == 0) {
+            return bad(
+                if self.max_steps.is_some() {
+                    "max_steps"
+                } else {
+                    "epochs"
+                },
+                "must be at least 1 (training would do nothing)".into(),
+            );
+        }
+        for (key, every) in [
+            ("checkpoint_every", self.checkpoint_every),
+            ("eval_every", self.eval_every),
+        ] {
+            if every == Some(0) {
+                return bad(key, "must be at least 1 (or null: never)".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Params of the `train` stage.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(crate = "pipe_train::schemars")]
@@ -215,6 +286,7 @@ impl Stage for Train {
 
     fn plan(&self, params: &Value, env: &PlanEnv<'_>) -> Result<StagePlan, StageError> {
         let mut p: TrainParams = crate::stages::parse_params(params)?;
+        p.check_ranges()?;
         if env.inputs.len() != 1 {
             return Err(StageError::params(format!(
                 "train takes one input (a tokenize stage), got {}",
