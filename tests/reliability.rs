@@ -235,3 +235,184 @@ fn killed_runs_never_publish_partial_entries_and_end_identical() {
 fn killed_runs_many_times() {
     kill_at_random_moments(200, 42);
 }
+
+/// Seeded mutations (byte flips, cuts, inserted quotes, separators and
+/// newlines) of real JSONL, JSON, CSV and TSV files through ingest: every run
+/// ends in rows or a named error, never a panic.
+#[test]
+fn ingest_survives_mutated_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/data/legal");
+    let seeds = [
+        root.join("legalbench/hearsay/test.tsv"),
+        root.join("disc_law_eval/mcq_sing_lbk.csv"),
+        root.join("disc_law_eval/qa_short_answer.json"),
+    ];
+    let jsonl: String = (0..30)
+        .map(|i| {
+            format!("{{\"instruction\": \"Q{i} «é»\", \"input\": \"\", \"output\": \"A{i}\"}}\n")
+        })
+        .collect();
+    let sb = Sandbox::new();
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut runs = 0;
+    for round in 0..50 {
+        for (i, seed) in seeds
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .chain([jsonl.clone().into_bytes()])
+            .enumerate()
+        {
+            let ext = ["tsv", "csv", "json", "jsonl"][i];
+            // Keep inputs small so that many mutations run quickly.
+            let mut bytes: Vec<u8> = seed.into_iter().take(20_000).collect();
+            for _ in 0..(1 + next() % 8) {
+                let at = (next() as usize) % bytes.len();
+                match next() % 6 {
+                    0 => bytes[at] ^= 1 << (next() % 8),
+                    1 => bytes.truncate(at),
+                    2 => bytes.insert(at, b'"'),
+                    3 => bytes.insert(at, b'\n'),
+                    4 => bytes.insert(at, if ext == "tsv" { b'\t' } else { b',' }),
+                    _ => bytes
+                        .splice(at..at, [0xff, 0xfe, b'{', b'['])
+                        .for_each(drop),
+                }
+                if bytes.is_empty() {
+                    bytes.push(b'x');
+                }
+            }
+            let file = format!("m{round}_{i}.{ext}");
+            std::fs::write(sb.join(&file), &bytes).unwrap();
+            sb.write(
+                "recipe.yaml",
+                &format!("stages:\n  raw: {{kind: ingest, path: {file}, max_rejected: 1.0}}\n"),
+            );
+            let out = pipe(sb.path(), &["run", "recipe.yaml"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let code = out.status.code().unwrap_or(-1);
+            assert!(
+                (code == 0 || code == 1 || code == 2) && !stderr.contains("panicked"),
+                "{file} (kept in {}): exit {code}\n{stderr}",
+                sb.path().display()
+            );
+            if code != 0 {
+                assert!(
+                    stderr.contains("error:"),
+                    "{file}: no error message\n{stderr}"
+                );
+            }
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 200);
+}
+
+const SLOW_RECIPE: &str = "stages:
+  a: {kind: command, run: 'sleep 1; echo a > {output}/x'}
+  b: {kind: command, from: a, run: 'sleep 1; cp {input}/x {output}/y'}
+  c: {kind: command, from: a, run: 'cp {input}/x {output}/z'}
+  d: {kind: command, from: [b, c], run: 'cat {inputs[0]}/y {inputs[1]}/z > {output}/w'}
+";
+
+#[test]
+fn four_concurrent_runs_share_work_and_agree() {
+    let sb = Sandbox::new();
+    sb.write("recipe.yaml", SLOW_RECIPE);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            sb.command(&["run", "recipe.yaml", "--json", "--jobs", "2"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            serde_json::from_slice(&o.stdout).unwrap()
+        })
+        .collect();
+    for o in &outputs[1..] {
+        assert_eq!(o["run_hash"], outputs[0]["run_hash"]);
+        for i in 0..4 {
+            assert_eq!(
+                o["stages"][i]["output_hash"],
+                outputs[0]["stages"][i]["output_hash"]
+            );
+        }
+    }
+    let ran: usize = outputs
+        .iter()
+        .map(|o| {
+            o["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["status"] == "ran")
+                .count()
+        })
+        .sum();
+    assert_eq!(ran, 4, "each of the 4 stages computed exactly once");
+    assert_eq!(sb.cache_entries().len(), 4);
+}
+
+#[test]
+fn gc_during_a_run_keeps_what_the_run_needs() {
+    let sb = Sandbox::new();
+    sb.write("recipe.yaml", SLOW_RECIPE);
+    let run = sb
+        .command(&["run", "recipe.yaml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While `a` is done and `b` sleeps, try to collect everything no run
+    // refers to: gc sees the run and declines, deleting nothing.
+    std::thread::sleep(Duration::from_millis(1300));
+    let gc = sb.pipe(&["gc", "--keep-last", "0"]);
+    assert!(gc.code != 0, "gc ran during a run: {}", gc.stdout);
+    assert!(gc.stderr.contains("is using this cache"), "{}", gc.stderr);
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run's entries are all there and verify.
+    let again = sb
+        .pipe(&["run", "recipe.yaml", "--verify", "--json"])
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert!(
+        v["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "cached"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn an_unwritable_cache_is_a_clear_error_and_nothing_is_half_written() {
+    let sb = Sandbox::new();
+    sb.write("recipe.yaml", SLOW_RECIPE);
+    // A file where the cache folder should be: every write below it fails,
+    // as on a read-only or full disk, whoever runs the test (root included).
+    sb.write("blocker", "not a folder");
+    let out = sb.pipe(&["run", "recipe.yaml", "--cache-dir", "blocker/cache"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("blocker/cache"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(sb.read("blocker"), "not a folder");
+}
