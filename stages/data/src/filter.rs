@@ -711,6 +711,14 @@ impl Compiled<'_> {
                 .map(|m| m.content.as_str())
                 .chain(row.system.as_deref());
             for t in all {
+                // ASCII text: the control characters are the bytes below 0x20 and 0x7F
+                if t.is_ascii()
+                    && !t
+                        .bytes()
+                        .any(|b| (b < 0x20 || b == 0x7F) && !matches!(b, b'\n' | b'\t' | b'\r'))
+                {
+                    continue;
+                }
                 if let Some(c) = t
                     .chars()
                     .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
@@ -805,10 +813,18 @@ impl Compiled<'_> {
                 }
             };
             let (mut total, mut hit) = (0usize, 0usize);
-            for c in text.chars() {
-                if let Some(sc) = Script::of(c) {
-                    total += 1;
-                    hit += s.expected.contains(&sc) as usize;
+            if text.is_ascii() {
+                // the only script in ASCII is Latin: its letters
+                total = text.bytes().filter(u8::is_ascii_alphabetic).count();
+                if s.expected.contains(&Script::Latin) {
+                    hit = total;
+                }
+            } else {
+                for c in text.chars() {
+                    if let Some(sc) = Script::of(c) {
+                        total += 1;
+                        hit += s.expected.contains(&sc) as usize;
+                    }
                 }
             }
             if total > 0 {
@@ -1474,6 +1490,12 @@ mod tests {
             verdict(&p, "q", "This answer is in English."),
             Some("script")
         );
+        // ASCII and non-ASCII texts count Latin letters alike
+        let latin =
+            params(serde_json::json!({"scripts": {"expected": ["Latin"], "min_fraction": 0.8}}));
+        assert_eq!(verdict(&latin, "q", "abcd 1234 法"), None);
+        assert_eq!(verdict(&latin, "q", "abc 1234 法"), Some("script"));
+        assert_eq!(verdict(&latin, "q", "1234 ..."), None);
         assert_eq!(
             verdict(&p, "q", "根据《民法典》第465条 (Civil Code), 合同成立。"),
             None

@@ -120,7 +120,7 @@ fn normalize_chars(
 
 /// [`normalize`] of ASCII text, byte by byte (the common case of dedup and split keys).
 fn normalize_ascii(text: &str, strip_punctuation: bool) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
     let mut pending_space = false;
     for &b in text.as_bytes() {
         // the ASCII characters with Unicode White_Space (`char::is_whitespace`)
@@ -128,13 +128,13 @@ fn normalize_ascii(text: &str, strip_punctuation: bool) -> String {
             pending_space = !out.is_empty();
         } else if !(strip_punctuation && b.is_ascii_punctuation()) {
             if pending_space {
-                out.push(' ');
+                out.push(b' ');
                 pending_space = false;
             }
-            out.push(b.to_ascii_lowercase() as char);
+            out.push(b.to_ascii_lowercase());
         }
     }
-    out
+    String::from_utf8(out).expect("ASCII in, ASCII out")
 }
 
 /// Punctuation or symbol (ASCII and the common CJK/Unicode ranges).
@@ -172,6 +172,24 @@ struct WordIter<'a> {
 impl<'a> Iterator for WordIter<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
+        // ASCII fast path: skip separators, then take a word that ends at an
+        // ASCII byte (or the end); anything else goes the char-by-char way below
+        let bytes = self.text.as_bytes();
+        let mut i = self.pos;
+        while i < bytes.len() && bytes[i].is_ascii() && !ascii_word_byte(bytes[i]) {
+            i += 1;
+        }
+        self.pos = i;
+        if i < bytes.len() && bytes[i].is_ascii() {
+            let start = i;
+            while i < bytes.len() && ascii_word_byte(bytes[i]) {
+                i += 1;
+            }
+            if i == bytes.len() || bytes[i].is_ascii() {
+                self.pos = i;
+                return Some(&self.text[start..i]);
+            }
+        }
         let rest = &self.text[self.pos..];
         let mut start = None;
         for (i, c) in rest.char_indices() {
@@ -276,6 +294,11 @@ impl<'a> WordGrams<'a> {
     }
 }
 
+/// An ASCII byte that is part of a word (see [`words`]).
+fn ascii_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'\''
+}
+
 /// Number of words ([`words`]).
 pub fn word_count(text: &str) -> usize {
     words(text).count()
@@ -283,6 +306,9 @@ pub fn word_count(text: &str) -> usize {
 
 /// Share of non-whitespace characters that are CJK.
 pub fn cjk_fraction(text: &str) -> f64 {
+    if text.is_ascii() {
+        return 0.0;
+    }
     let (mut cjk, mut total) = (0usize, 0usize);
     for c in text.chars().filter(|c| !c.is_whitespace()) {
         total += 1;
@@ -356,5 +382,11 @@ mod tests {
         );
         assert_eq!(word_count("第十二条 Article 12"), 6);
         assert_eq!(word_count("  ,,, "), 0);
+        // ASCII words running into non-ASCII letters stay whole; CJK splits them
+        let w: Vec<&str> = words("café's naïve-x résumé 法a b法 é").collect();
+        assert_eq!(
+            w,
+            ["café's", "naïve", "x", "résumé", "法", "a", "b", "法", "é"]
+        );
     }
 }
