@@ -665,6 +665,38 @@ fn check_bounds(
     None
 }
 
+/// Words split on whitespace (as `split_whitespace`), and how many of them have a letter.
+fn whitespace_words(text: &str) -> (usize, usize) {
+    if !text.is_ascii() {
+        let mut n = 0;
+        let mut alpha = 0;
+        for w in text.split_whitespace() {
+            n += 1;
+            alpha += w.chars().any(char::is_alphabetic) as usize;
+        }
+        return (n, alpha);
+    }
+    // ASCII: one pass over the bytes, whitespace as `char::is_whitespace` has it
+    let (mut n, mut alpha, mut in_word, mut letter) = (0, 0, false, false);
+    for &b in text.as_bytes() {
+        if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+            if in_word {
+                n += 1;
+                alpha += letter as usize;
+            }
+            (in_word, letter) = (false, false);
+        } else {
+            in_word = true;
+            letter |= b.is_ascii_alphabetic();
+        }
+    }
+    if in_word {
+        n += 1;
+        alpha += letter as usize;
+    }
+    (n, alpha)
+}
+
 /// Token bounds on one side; `None` = within bounds.
 fn check_tokens(r: &TokenRange, text: &str, side: &str, count: TokenCounter<'_>) -> Option<String> {
     if r.is_empty() {
@@ -776,7 +808,7 @@ impl Compiled<'_> {
             return Some(("repetition", d));
         }
         if p.max_symbol_word_ratio.is_some() || p.min_alpha_words.is_some() {
-            let n_words = response.split_whitespace().count();
+            let (n_words, alpha) = whitespace_words(&response);
             if n_words > 0 {
                 if let Some(max) = p.max_symbol_word_ratio {
                     let symbols = response.matches('#').count()
@@ -788,10 +820,6 @@ impl Compiled<'_> {
                     }
                 }
                 if let Some(min) = p.min_alpha_words {
-                    let alpha = response
-                        .split_whitespace()
-                        .filter(|w| w.chars().any(char::is_alphabetic))
-                        .count();
                     let f = alpha as f64 / n_words as f64;
                     if f < min {
                         return Some((
@@ -1383,6 +1411,25 @@ mod tests {
                 Some(ngram_repetition_exact(&r, &text, total)),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn whitespace_words_ascii_matches_split_whitespace() {
+        for t in [
+            "",
+            "  ",
+            "a b",
+            " 1 2 x3\t\x0b4 ;; ",
+            "one\r\ntwo 3",
+            "é 1 b",
+        ] {
+            let n = t.split_whitespace().count();
+            let alpha = t
+                .split_whitespace()
+                .filter(|w| w.chars().any(char::is_alphabetic))
+                .count();
+            assert_eq!(whitespace_words(t), (n, alpha), "{t:?}");
         }
     }
 
