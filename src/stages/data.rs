@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use pipe_data::DataError;
 use pipe_data::dedup::{DEDUP_CODE_VERSION, DedupParams, dedup};
-use pipe_data::filter::{FILTER_CODE_VERSION, FilterParams, filter};
+use pipe_data::filter::{FILTER_CODE_VERSION, FilterParams, filter_with_tokens};
 use pipe_data::ingest::{INGEST_CODE_VERSION, IngestParams, expand_sources, ingest};
 use pipe_data::split::{SPLIT_CODE_VERSION, SplitParams, split};
 use pipe_data::table::{SideColumn, write_side_table};
@@ -339,20 +339,55 @@ impl Stage for Filter {
         pipe_data::params_schema::<FilterParams>()
     }
     fn plan(&self, params: &Value, env: &PlanEnv<'_>) -> Result<StagePlan, StageError> {
-        let p: FilterParams = parse_params(params)?;
+        let mut p: FilterParams = parse_params(params)?;
         pipe_data::filter::validate(&p).map_err(stage_error)?;
         require_inputs(env)?;
+        // Token bounds count with the model's tokenizer: its files enter the key.
+        // Without token bounds the model is unused and left out of the key.
+        let files = if p.tokens.is_empty() {
+            p.model = None;
+            vec![]
+        } else {
+            let (reference, model) =
+                crate::stages::plan_model(p.model.as_deref(), env).map_err(|mut e| {
+                    e.hint.get_or_insert_with(|| {
+                        "`tokens:` bounds count with the tokenizer of the recipe's `model:` (or this stage's)".into()
+                    });
+                    e
+                })?;
+            p.model = Some(reference);
+            model.files()
+        };
         Ok(StagePlan {
             // the preset expanded, so a changed preset definition changes the key
             params: canonical(&p.resolved())?,
             outputs: vec!["rows".into(), "dropped".into()],
-            files: vec![],
+            files,
         })
     }
     fn run(&self, ctx: &RunContext<'_>) -> Result<StageReport, StageError> {
         let p: FilterParams = parse_params(ctx.params)?;
+        let tokenizer = match (&p.model, p.tokens.is_empty()) {
+            (Some(reference), false) => Some(load_tokenizer(reference, ctx)?),
+            _ => None,
+        };
+        // Tokens of the text itself, no BOS. A byte-level tokenizer cannot fail;
+        // should another one fail, the byte length stands in (never fewer tokens).
+        let count = tokenizer.as_ref().map(|t| {
+            move |text: &str| {
+                t.encode_with_offsets(text)
+                    .map_or(text.len(), |(ids, _)| ids.len())
+            }
+        });
         let rows: Vec<Row> = read_inputs(ctx)?.into_iter().flatten().collect();
-        let out = filter(&p, rows).map_err(stage_error)?;
+        let out = filter_with_tokens(
+            &p,
+            rows,
+            count
+                .as_ref()
+                .map(|c| c as pipe_data::filter::TokenCounter<'_>),
+        )
+        .map_err(stage_error)?;
         let d = &out.dropped;
         write_side_table(
             &out_file(ctx, "dropped", DROPPED_FILE)?,
@@ -419,6 +454,23 @@ impl Stage for Filter {
             ..StageReport::default()
         })
     }
+}
+
+/// The tokenizer of the model the plan resolved (token bounds of `filter`).
+fn load_tokenizer(
+    reference: &str,
+    ctx: &RunContext<'_>,
+) -> Result<pipe_tokenize::ModelTokenizer, StageError> {
+    let model = pipe_model::resolve(reference, ctx.recipe_dir)
+        .map_err(|e| StageError::input(e.to_string()).with_key("model"))?;
+    pipe_tokenize::load_tokenizer(&model).map_err(|e| {
+        let hint = e.hint();
+        let mut err = StageError::failed(e.to_string()).with_key("model");
+        if let Some(h) = hint {
+            err = err.with_hint(h);
+        }
+        err
+    })
 }
 
 struct Split;
@@ -561,5 +613,42 @@ impl Stage for Split {
             stats,
             ..StageReport::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipe_pipeline::stage::InputSpec;
+
+    fn plan_filter(params: Value, model: Option<&str>) -> Result<StagePlan, StageError> {
+        let inputs = [InputSpec {
+            stage: "clean".into(),
+            kind: "dedup".into(),
+            output: None,
+            outputs: vec!["rows".into(), "removed".into()],
+        }];
+        let env = PlanEnv {
+            stage_name: "good",
+            recipe_dir: std::path::Path::new("."),
+            model,
+            seed: 42,
+            inputs: &inputs,
+        };
+        Filter.plan(&params, &env)
+    }
+
+    #[test]
+    fn filter_token_bounds_take_the_model_into_the_key() {
+        let tokens = json!({"tokens": {"response": {"max": 512}}});
+        let err = plan_filter(tokens.clone(), None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("model"), "{err:?}");
+        assert!(err.hint.unwrap_or_default().contains("`tokens:`"));
+        let plan = plan_filter(tokens, Some("builtin:tiny")).unwrap();
+        assert_eq!(plan.params["model"], "builtin:tiny");
+        // without token bounds the model is not part of the key
+        let plan = plan_filter(json!({"min_chars": 3, "model": "builtin:tiny"}), None).unwrap();
+        assert!(plan.params.get("model").is_none());
+        assert!(plan.files.is_empty());
     }
 }

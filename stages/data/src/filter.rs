@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
-use crate::text::{Field, field_text, is_cjk, word_count, words};
+use crate::text::{Field, WordGrams, field_text, is_cjk, word_count, words};
 
 pub const FILTER_CODE_VERSION: u32 = 1;
 
@@ -58,6 +58,48 @@ impl Bounds {
         *self == Bounds::default()
     }
 }
+
+/// Bounds on a token count.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRange {
+    /// Fewest tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<usize>,
+    /// Most tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+}
+
+impl TokenRange {
+    fn is_empty(&self) -> bool {
+        *self == TokenRange::default()
+    }
+}
+
+/// Length bounds in tokens of the model's tokenizer, for each side.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBounds {
+    /// Tokens of the prompt side (user and tool turns, joined by newlines).
+    #[serde(default, skip_serializing_if = "TokenRange::is_empty")]
+    pub prompt: TokenRange,
+    /// Tokens of the response side (assistant turns, joined by newlines).
+    #[serde(default, skip_serializing_if = "TokenRange::is_empty")]
+    pub response: TokenRange,
+}
+
+impl TokenBounds {
+    /// Whether any bound is set (and so a tokenizer is needed).
+    pub fn is_empty(&self) -> bool {
+        self.prompt.is_empty() && self.response.is_empty()
+    }
+}
+
+/// Counts the tokens of a text. `pipe-data` has no tokenizer of its own: the
+/// caller builds one from the recipe's model (the `pipe` binary uses the
+/// model's tokenizer, without BOS or other added tokens).
+pub type TokenCounter<'a> = &'a (dyn Fn(&str) -> usize + Sync);
 
 /// Gopher repetition thresholds (datatrove's `GopherRepetitionFilter` defaults), on the response.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -295,6 +337,13 @@ pub struct FilterParams {
     /// Expected script(s) of the text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scripts: Option<Scripts>,
+    /// Length bounds in tokens, e.g. `{prompt: {max: 1024}, response: {min: 8, max: 2048}}`;
+    /// counted by the tokenizer of `model` (the recipe's model unless set here).
+    #[serde(default, skip_serializing_if = "TokenBounds::is_empty")]
+    pub tokens: TokenBounds,
+    /// Model whose tokenizer counts `tokens` (default: the recipe's `model:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Keep only rows where every pattern matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<Pattern>,
@@ -304,11 +353,13 @@ pub struct FilterParams {
 }
 
 /// Rule names, in the order they are tried.
-pub const RULES: [&str; 15] = [
+pub const RULES: [&str; 17] = [
     "empty_response",
     "control_chars",
     "prompt_length",
     "response_length",
+    "prompt_tokens",
+    "response_tokens",
     "ratio",
     "refusal",
     "repetition",
@@ -347,6 +398,10 @@ pub const REFUSALS: &[&str] = &[
     "很抱歉，我无法",
     "抱歉，我不能",
 ];
+
+/// Bytes of the longest text that can lowercase to a placeholder (lowercasing
+/// can shrink a character, e.g. the Kelvin sign to `k`, by at most 3x).
+const PLACEHOLDER_MAX_BYTES: usize = 40;
 
 const PLACEHOLDERS: &[&str] = &[
     "n/a",
@@ -428,14 +483,18 @@ pub struct FilterOutput {
     pub counts: Vec<(&'static str, usize)>,
 }
 
-struct Compiled {
+struct Compiled<'t> {
     p: FilterParams,
+    tokens: Option<TokenCounter<'t>>,
     refusals: Option<AhoCorasick>,
     include: Vec<(Field, Regex)>,
     exclude: Vec<(Field, Regex)>,
 }
 
-fn compile(p: &FilterParams) -> Result<Compiled, DataError> {
+fn compile<'t>(
+    p: &FilterParams,
+    tokens: Option<TokenCounter<'t>>,
+) -> Result<Compiled<'t>, DataError> {
     let p = p.resolved();
     let regexes = |list: &[Pattern], key: &str| -> Result<Vec<(Field, Regex)>, DataError> {
         list.iter()
@@ -464,7 +523,18 @@ fn compile(p: &FilterParams) -> Result<Compiled, DataError> {
             return Err(DataError::params(key, "must be >= 0"));
         }
     }
+    for (key, r) in [
+        ("tokens.prompt", &p.tokens.prompt),
+        ("tokens.response", &p.tokens.response),
+    ] {
+        if let (Some(min), Some(max)) = (r.min, r.max)
+            && min > max
+        {
+            return Err(DataError::params(key, format!("min {min} > max {max}")));
+        }
+    }
     Ok(Compiled {
+        tokens,
         include: regexes(&p.include, "include")?,
         exclude: regexes(&p.exclude, "exclude")?,
         refusals,
@@ -474,15 +544,30 @@ fn compile(p: &FilterParams) -> Result<Compiled, DataError> {
 
 /// Check params without running (for planning).
 pub fn validate(p: &FilterParams) -> Result<(), DataError> {
-    compile(p).map(|_| ())
+    compile(p, None).map(|_| ())
 }
 
 /// A row, the rule that dropped it (with a detail), and a PII note.
 type Checked = (Row, Option<(&'static str, String)>, Option<&'static str>);
 
-/// Apply the rules to `rows`, in order.
+/// Apply the rules to `rows`, in order (without token bounds: see [`filter_with_tokens`]).
 pub fn filter(params: &FilterParams, rows: Vec<Row>) -> Result<FilterOutput, DataError> {
-    let c = compile(params)?;
+    filter_with_tokens(params, rows, None)
+}
+
+/// [`filter`], with `count` to measure the `tokens` bounds; setting them without a counter is an error.
+pub fn filter_with_tokens(
+    params: &FilterParams,
+    rows: Vec<Row>,
+    count: Option<TokenCounter<'_>>,
+) -> Result<FilterOutput, DataError> {
+    if !params.tokens.is_empty() && count.is_none() {
+        return Err(DataError::params(
+            "tokens",
+            "token bounds need a tokenizer: set `model:` in the recipe or on this stage",
+        ));
+    }
+    let c = compile(params, count)?;
     let rows_in = rows.len();
     let results: Vec<Checked> = rows
         .into_par_iter()
@@ -546,7 +631,13 @@ fn chars(s: &str) -> usize {
     s.chars().count()
 }
 
-fn check_bounds(b: &Bounds, text: &str, side: &str) -> Option<String> {
+/// Length bounds on one side; `words` counts its words when a word bound is set.
+fn check_bounds(
+    b: &Bounds,
+    text: &str,
+    side: &str,
+    words: impl FnOnce() -> usize,
+) -> Option<String> {
     let n = chars(text);
     if let Some(min) = b.min_chars
         && n < min
@@ -559,7 +650,7 @@ fn check_bounds(b: &Bounds, text: &str, side: &str) -> Option<String> {
         return Some(format!("{side} has {n} chars > max_chars {max}"));
     }
     if b.min_words.is_some() || b.max_words.is_some() {
-        let w = word_count(text);
+        let w = words();
         if let Some(min) = b.min_words
             && w < min
         {
@@ -574,7 +665,58 @@ fn check_bounds(b: &Bounds, text: &str, side: &str) -> Option<String> {
     None
 }
 
-impl Compiled {
+/// Words split on whitespace (as `split_whitespace`), and how many of them have a letter.
+fn whitespace_words(text: &str) -> (usize, usize) {
+    if !text.is_ascii() {
+        let mut n = 0;
+        let mut alpha = 0;
+        for w in text.split_whitespace() {
+            n += 1;
+            alpha += w.chars().any(char::is_alphabetic) as usize;
+        }
+        return (n, alpha);
+    }
+    // ASCII: one pass over the bytes, whitespace as `char::is_whitespace` has it
+    let (mut n, mut alpha, mut in_word, mut letter) = (0, 0, false, false);
+    for &b in text.as_bytes() {
+        if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+            if in_word {
+                n += 1;
+                alpha += letter as usize;
+            }
+            (in_word, letter) = (false, false);
+        } else {
+            in_word = true;
+            letter |= b.is_ascii_alphabetic();
+        }
+    }
+    if in_word {
+        n += 1;
+        alpha += letter as usize;
+    }
+    (n, alpha)
+}
+
+/// Token bounds on one side; `None` = within bounds.
+fn check_tokens(r: &TokenRange, text: &str, side: &str, count: TokenCounter<'_>) -> Option<String> {
+    if r.is_empty() {
+        return None;
+    }
+    let n = count(text);
+    if let Some(min) = r.min
+        && n < min
+    {
+        return Some(format!("{side} has {n} tokens < min {min}"));
+    }
+    if let Some(max) = r.max
+        && n > max
+    {
+        return Some(format!("{side} has {n} tokens > max {max}"));
+    }
+    None
+}
+
+impl Compiled<'_> {
     fn check(&self, row: &Row) -> Option<(&'static str, String)> {
         let p = &self.p;
         let response = crate::text::response_text(row);
@@ -586,8 +728,10 @@ impl Compiled {
                 if t.is_empty() {
                     return Some(("empty_response", "an assistant turn is empty".into()));
                 }
-                let lower = t.to_lowercase();
-                if PLACEHOLDERS.contains(&lower.as_str()) {
+                // placeholders are short: a long turn cannot lowercase to one
+                if t.len() <= PLACEHOLDER_MAX_BYTES
+                    && PLACEHOLDERS.contains(&t.to_lowercase().as_str())
+                {
                     return Some(("empty_response", format!("placeholder response `{t}`")));
                 }
             }
@@ -599,6 +743,14 @@ impl Compiled {
                 .map(|m| m.content.as_str())
                 .chain(row.system.as_deref());
             for t in all {
+                // ASCII text: the control characters are the bytes below 0x20 and 0x7F
+                if t.is_ascii()
+                    && !t
+                        .bytes()
+                        .any(|b| (b < 0x20 || b == 0x7F) && !matches!(b, b'\n' | b'\t' | b'\r'))
+                {
+                    continue;
+                }
                 if let Some(c) = t
                     .chars()
                     .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
@@ -610,11 +762,24 @@ impl Compiled {
                 }
             }
         }
-        if let Some(d) = check_bounds(&p.prompt, &prompt, "prompt") {
+        // the response's words, shared by the length and repetition rules
+        let response_words = std::cell::OnceCell::new();
+        let response_words = || response_words.get_or_init(|| WordGrams::new(&response));
+        if let Some(d) = check_bounds(&p.prompt, &prompt, "prompt", || word_count(&prompt)) {
             return Some(("prompt_length", d));
         }
-        if let Some(d) = check_bounds(&p.response, &response, "response") {
+        if let Some(d) = check_bounds(&p.response, &response, "response", || {
+            response_words().len()
+        }) {
             return Some(("response_length", d));
+        }
+        if let Some(count) = self.tokens {
+            if let Some(d) = check_tokens(&p.tokens.prompt, &prompt, "prompt", count) {
+                return Some(("prompt_tokens", d));
+            }
+            if let Some(d) = check_tokens(&p.tokens.response, &response, "response", count) {
+                return Some(("response_tokens", d));
+            }
         }
         if p.min_ratio.is_some() || p.max_ratio.is_some() {
             let ratio = chars(&response) as f64 / chars(&prompt).max(1) as f64;
@@ -622,8 +787,13 @@ impl Compiled {
                 return Some(("ratio", format!("response/prompt length ratio {ratio:.3}")));
             }
         }
+        // the matcher ignores ASCII case itself; other text is lowercased first
         if let Some(ac) = &self.refusals
-            && let Some(m) = ac.find(&response.to_lowercase())
+            && let Some(m) = if response.is_ascii() {
+                ac.find(&response)
+            } else {
+                ac.find(&response.to_lowercase())
+            }
         {
             let phrase = if m.pattern().as_usize() < REFUSALS.len() {
                 REFUSALS[m.pattern().as_usize()].to_owned()
@@ -633,28 +803,24 @@ impl Compiled {
             return Some(("refusal", format!("contains `{phrase}`")));
         }
         if let Some(rep) = &p.repetition
-            && let Some(d) = repetition(rep, &response)
+            && let Some(d) = repetition_with(rep, &response, response_words())
         {
             return Some(("repetition", d));
         }
         if p.max_symbol_word_ratio.is_some() || p.min_alpha_words.is_some() {
-            let ws: Vec<&str> = response.split_whitespace().collect();
-            if !ws.is_empty() {
+            let (n_words, alpha) = whitespace_words(&response);
+            if n_words > 0 {
                 if let Some(max) = p.max_symbol_word_ratio {
                     let symbols = response.matches('#').count()
                         + response.matches("...").count()
                         + response.matches('…').count();
-                    let r = symbols as f64 / ws.len() as f64;
+                    let r = symbols as f64 / n_words as f64;
                     if r > max {
                         return Some(("symbol_ratio", format!("symbol/word ratio {r:.3} > {max}")));
                     }
                 }
                 if let Some(min) = p.min_alpha_words {
-                    let alpha = ws
-                        .iter()
-                        .filter(|w| w.chars().any(char::is_alphabetic))
-                        .count();
-                    let f = alpha as f64 / ws.len() as f64;
+                    let f = alpha as f64 / n_words as f64;
                     if f < min {
                         return Some((
                             "alpha_words",
@@ -665,12 +831,28 @@ impl Compiled {
             }
         }
         if let Some(s) = &p.scripts {
-            let text = field_text(row, s.field);
+            let other;
+            let text = match s.field {
+                Field::Response => &response,
+                Field::Prompt => &prompt,
+                field => {
+                    other = field_text(row, field);
+                    &other
+                }
+            };
             let (mut total, mut hit) = (0usize, 0usize);
-            for c in text.chars() {
-                if let Some(sc) = Script::of(c) {
-                    total += 1;
-                    hit += s.expected.contains(&sc) as usize;
+            if text.is_ascii() {
+                // the only script in ASCII is Latin: its letters
+                total = text.bytes().filter(u8::is_ascii_alphabetic).count();
+                if s.expected.contains(&Script::Latin) {
+                    hit = total;
+                }
+            } else {
+                for c in text.chars() {
+                    if let Some(sc) = Script::of(c) {
+                        total += 1;
+                        hit += s.expected.contains(&sc) as usize;
+                    }
                 }
             }
             if total > 0 {
@@ -719,34 +901,49 @@ impl Compiled {
 
 /// Gopher repetition checks (datatrove `GopherRepetitionFilter`); `None` = passes.
 pub fn repetition(r: &Repetition, text: &str) -> Option<String> {
+    repetition_with(r, text, &WordGrams::new(text))
+}
+
+/// Paragraphs split on blank lines.
+static PARA: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\n\s*\n").expect("valid"));
+
+/// Share of (trimmed, non-empty) parts that repeat an earlier part, and share of
+/// the text's `total` characters in those repeats.
+fn dup_stats<'t>(parts: impl Iterator<Item = &'t str>, total: usize) -> (f64, f64) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut n, mut dup, mut dup_chars) = (0usize, 0usize, 0usize);
+    for p in parts.map(str::trim).filter(|s| !s.is_empty()) {
+        n += 1;
+        if !seen.insert(p) {
+            dup += 1;
+            dup_chars += chars(p);
+        }
+    }
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    (dup as f64 / n as f64, dup_chars as f64 / total as f64)
+}
+
+/// A 64-bit n-gram hash matched two different n-grams: recheck the text exactly.
+struct Collision;
+
+/// [`repetition`] with the text's words computed by the caller (shared with the length rules).
+///
+/// N-grams are compared by their [`WordGrams`] hash, and every hash match is
+/// confirmed word by word; on a true collision the text is checked again with
+/// [`ngram_repetition_exact`], so the verdict is always the exact one.
+fn repetition_with(r: &Repetition, text: &str, ws: &WordGrams<'_>) -> Option<String> {
     let total = chars(text);
     if total == 0 {
         return None;
     }
-    let dup_stats = |parts: Vec<&str>| -> (f64, f64) {
-        let parts: Vec<&str> = parts
-            .into_iter()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if parts.is_empty() {
-            return (0.0, 0.0);
-        }
-        let mut seen = std::collections::HashSet::new();
-        let (mut dup, mut dup_chars) = (0usize, 0usize);
-        for p in &parts {
-            if !seen.insert(*p) {
-                dup += 1;
-                dup_chars += chars(p);
-            }
-        }
-        (
-            dup as f64 / parts.len() as f64,
-            dup_chars as f64 / total as f64,
-        )
+    // a text without a newline is one line and one paragraph: nothing repeats
+    let (pf, pcf) = if text.contains('\n') {
+        dup_stats(PARA.split(text), total)
+    } else {
+        (0.0, 0.0)
     };
-    static PARA: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\n\s*\n").expect("valid"));
-    let (pf, pcf) = dup_stats(PARA.split(text).collect());
     if pf > r.dup_para_frac {
         return Some(format!(
             "{pf:.3} of paragraphs are duplicates > {}",
@@ -759,7 +956,11 @@ pub fn repetition(r: &Repetition, text: &str) -> Option<String> {
             r.dup_para_char_frac
         ));
     }
-    let (lf, lcf) = dup_stats(text.split('\n').collect());
+    let (lf, lcf) = if text.contains('\n') {
+        dup_stats(text.split('\n'), total)
+    } else {
+        (0.0, 0.0)
+    };
     if lf > r.dup_line_frac {
         return Some(format!(
             "{lf:.3} of lines are duplicates > {}",
@@ -775,6 +976,118 @@ pub fn repetition(r: &Repetition, text: &str) -> Option<String> {
     if r.top_n_grams.is_empty() && r.dup_n_grams.is_empty() {
         return None;
     }
+    match ngram_repetition(r, ws, total) {
+        Ok(verdict) => verdict,
+        Err(Collision) => ngram_repetition_exact(r, text, total),
+    }
+}
+
+/// Hashes that are already well mixed: used as they are.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
+    }
+}
+
+fn ngram_repetition(
+    r: &Repetition,
+    ws: &WordGrams<'_>,
+    total: usize,
+) -> Result<Option<String>, Collision> {
+    let len = ws.len();
+    // A repeated (n+1)-gram contains a repeated n-gram, so once some n has no
+    // repeat, no larger n has one either: its share is 0 without looking.
+    let mut none_from = usize::MAX;
+    let mut grams: Vec<(u64, u32)> = Vec::with_capacity(len);
+    for &(n, max) in &r.top_n_grams {
+        if n == 0 || len < n {
+            continue;
+        }
+        // the most frequent n-gram (ties: the longest), as in datatrove: its characters x count
+        let mut top = 0usize;
+        if n < none_from {
+            grams.clear();
+            grams.extend((0..=len - n).map(|i| (ws.hash(i, n), i as u32)));
+            grams.sort_unstable();
+            let mut repeats = false;
+            for run in grams
+                .chunk_by(|a, b| a.0 == b.0)
+                .filter(|run| run.len() > 1)
+            {
+                let first = run[0].1 as usize;
+                if run[1..]
+                    .iter()
+                    .any(|&(_, j)| !ws.same(first, j as usize, n))
+                {
+                    return Err(Collision);
+                }
+                repeats = true;
+                top = top.max(ws.chars(first, n) * run.len());
+            }
+            if !repeats {
+                none_from = none_from.min(n);
+            }
+        }
+        let f = top as f64 / total as f64;
+        if f > max {
+            return Ok(Some(format!("top {n}-gram covers {f:.3} of chars > {max}")));
+        }
+    }
+    let mut seen: std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<Prehashed>> =
+        std::collections::HashMap::with_capacity_and_hasher(len, Default::default());
+    for &(n, max) in &r.dup_n_grams {
+        if n == 0 || len < n {
+            continue;
+        }
+        let mut dup_chars = 0usize;
+        if n < none_from {
+            seen.clear();
+            let (mut i, mut repeats) = (0, false);
+            while i + n <= len {
+                let h = ws.hash(i, n);
+                match seen.get(&h) {
+                    Some(&j) => {
+                        if !ws.same(j as usize, i, n) {
+                            return Err(Collision);
+                        }
+                        repeats = true;
+                        dup_chars += ws.chars(i, n);
+                        i += n;
+                    }
+                    None => {
+                        seen.insert(h, i as u32);
+                        i += 1;
+                    }
+                }
+            }
+            if !repeats {
+                none_from = none_from.min(n);
+            }
+        }
+        let f = dup_chars as f64 / total as f64;
+        if f > max {
+            return Ok(Some(format!(
+                "duplicated {n}-grams cover {f:.3} of chars > {max}"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The n-gram rules of [`repetition`] comparing word slices directly: the
+/// reference the hashed version is tested against, and its fallback on a hash collision.
+fn ngram_repetition_exact(r: &Repetition, text: &str, total: usize) -> Option<String> {
     let ws: Vec<&str> = words(text).collect();
     for &(n, max) in &r.top_n_grams {
         if n == 0 || ws.len() < n {
@@ -979,6 +1292,53 @@ mod tests {
     }
 
     #[test]
+    fn token_bounds_need_a_counter() {
+        let p = params(
+            serde_json::json!({"tokens": {"prompt": {"max": 4}, "response": {"min": 3, "max": 10}}}),
+        );
+        let err = filter(&p, vec![row("q", OK)]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("tokens: token bounds need a tokenizer"),
+            "{err}"
+        );
+        // one token per byte, as a byte-level tokenizer without merges
+        let bytes = |s: &str| s.len();
+        let out = filter_with_tokens(
+            &p,
+            vec![
+                row("abcd", "abc"),
+                row("abcde", "abc"),
+                row("q", "ab"),
+                row("q", "abcdefghijk"),
+                row("q", "abcdefghij"),
+            ],
+            Some(&bytes),
+        )
+        .unwrap();
+        let rules: Vec<(u64, &str)> = out
+            .dropped
+            .iter()
+            .map(|d| (d.row.messages[1].content.len() as u64, d.rule))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (3, "prompt_tokens"),
+                (2, "response_tokens"),
+                (11, "response_tokens")
+            ]
+        );
+        assert_eq!(out.rows.len(), 2);
+        assert_eq!(out.dropped[0].detail, "prompt has 5 tokens > max 4");
+        assert!(
+            validate(&params(
+                serde_json::json!({"tokens": {"prompt": {"min": 5, "max": 4}}})
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
     fn ratio_bounds() {
         let p = params(serde_json::json!({"max_ratio": 10.0, "min_ratio": 0.1}));
         assert_eq!(verdict(&p, "Why?", &"because ".repeat(10)), Some("ratio"));
@@ -1019,6 +1379,58 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn hashed_repetition_matches_exact() {
+        // texts over tiny vocabularies repeat n-grams of every size; thresholds
+        // from strict to loose exercise every branch, including "no repeat at n"
+        let vocab = ["law", "court", "法", "the", "a", "held", "x"];
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |m: usize| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % m as u64) as usize
+        };
+        for case in 0..3000 {
+            let k = 2 + next(vocab.len() - 1);
+            let len = next(60);
+            let text: Vec<&str> = (0..len).map(|_| vocab[next(k)]).collect();
+            let text = text.join(if case % 7 == 0 { "\n" } else { " " });
+            let t = [0.0, 0.05, 0.2, 0.5, 0.9][case % 5];
+            let r = Repetition {
+                top_n_grams: vec![(2, t), (3, t), (4, t), (12, t)],
+                dup_n_grams: (5..=11).map(|n| (n, t)).chain([(20, t)]).collect(),
+                ..Repetition::default()
+            };
+            let total = chars(&text);
+            let fast = ngram_repetition(&r, &WordGrams::new(&text), total).ok();
+            assert_eq!(
+                fast,
+                Some(ngram_repetition_exact(&r, &text, total)),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn whitespace_words_ascii_matches_split_whitespace() {
+        for t in [
+            "",
+            "  ",
+            "a b",
+            " 1 2 x3\t\x0b4 ;; ",
+            "one\r\ntwo 3",
+            "é 1 b",
+        ] {
+            let n = t.split_whitespace().count();
+            let alpha = t
+                .split_whitespace()
+                .filter(|w| w.chars().any(char::is_alphabetic))
+                .count();
+            assert_eq!(whitespace_words(t), (n, alpha), "{t:?}");
+        }
     }
 
     #[test]
@@ -1125,6 +1537,12 @@ mod tests {
             verdict(&p, "q", "This answer is in English."),
             Some("script")
         );
+        // ASCII and non-ASCII texts count Latin letters alike
+        let latin =
+            params(serde_json::json!({"scripts": {"expected": ["Latin"], "min_fraction": 0.8}}));
+        assert_eq!(verdict(&latin, "q", "abcd 1234 法"), None);
+        assert_eq!(verdict(&latin, "q", "abc 1234 法"), Some("script"));
+        assert_eq!(verdict(&latin, "q", "1234 ..."), None);
         assert_eq!(
             verdict(&p, "q", "根据《民法典》第465条 (Civil Code), 合同成立。"),
             None

@@ -391,7 +391,12 @@ pub fn ingest(params: &IngestParams, recipe_dir: &Path) -> Result<IngestOutput, 
                 rows: rows.len(),
                 rejected: rejected.len(),
             });
-            out.rows.extend(rows);
+            // one file (the common case) moves its rows instead of copying them
+            if out.rows.is_empty() {
+                out.rows = rows;
+            } else {
+                out.rows.extend(rows);
+            }
             out.rejected.extend(rejected);
         }
     }
@@ -492,7 +497,9 @@ fn ingest_file(
         reason,
         raw: snippet(raw),
     };
-    let mut results: Vec<Result<Row, Rejected>> = lines
+    // Rows and rejects are split as they are made (order kept), so no
+    // intermediate list of both is ever held next to the file's bytes.
+    let (mut rows, mut rejected): (Vec<Row>, Vec<Rejected>) = lines
         .into_par_iter()
         .map(|(place, line)| match std::str::from_utf8(line) {
             Err(_) => Err(reject_line(
@@ -507,35 +514,40 @@ fn ingest_file(
                     .map_err(|reason| reject_line(place, reason, text)),
             },
         })
-        .collect();
-    results.par_extend(records.into_par_iter().map(|rec| {
-        let reject = |reason: String, raw: &str| Rejected {
-            source_file: name.to_owned(),
-            source_row: rec.place,
-            reason,
-            raw: snippet(raw),
-        };
-        match rec.value {
-            Err(reason) => Err(reject(reason, &rec.raw)),
-            Ok(map) => ctx.to_row(&map, rec.place).map_err(|reason| {
-                let raw = if rec.raw.is_empty() {
-                    serde_json::to_string(&map).unwrap_or_default()
-                } else {
-                    rec.raw.clone()
-                };
-                reject(reason, &raw)
-            }),
-        }
-    }));
-    let mut rows = Vec::with_capacity(results.len());
-    let mut rejected = Vec::new();
-    for r in results {
-        match r {
-            Ok(row) => rows.push(row),
-            Err(rej) => rejected.push(rej),
-        }
-    }
+        .partition_map(either);
+    drop(jsonl_bytes);
+    let (more_rows, more_rejected): (Vec<Row>, Vec<Rejected>) = records
+        .into_par_iter()
+        .map(|rec| {
+            let reject = |reason: String, raw: &str| Rejected {
+                source_file: name.to_owned(),
+                source_row: rec.place,
+                reason,
+                raw: snippet(raw),
+            };
+            match rec.value {
+                Err(reason) => Err(reject(reason, &rec.raw)),
+                Ok(map) => ctx.to_row(&map, rec.place).map_err(|reason| {
+                    let raw = if rec.raw.is_empty() {
+                        serde_json::to_string(&map).unwrap_or_default()
+                    } else {
+                        rec.raw.clone()
+                    };
+                    reject(reason, &raw)
+                }),
+            }
+        })
+        .partition_map(either);
+    rows.extend(more_rows);
+    rejected.extend(more_rejected);
     Ok((rows, rejected, described))
+}
+
+fn either(r: Result<Row, Rejected>) -> rayon::iter::Either<Row, Rejected> {
+    match r {
+        Ok(row) => rayon::iter::Either::Left(row),
+        Err(rej) => rayon::iter::Either::Right(rej),
+    }
 }
 
 fn read_text(name: &str, full: &Path) -> Result<Vec<u8>, DataError> {

@@ -91,10 +91,11 @@ impl MinHasher {
 
     /// One key per band: rows with an equal key in any band are candidates.
     pub fn band_keys(&self, sig: &[u32]) -> Vec<u64> {
+        let mut bytes = Vec::with_capacity(self.rows * 4);
         sig.chunks(self.rows)
             .enumerate()
             .map(|(band, chunk)| {
-                let mut bytes = Vec::with_capacity(chunk.len() * 4);
+                bytes.clear();
                 for v in chunk {
                     bytes.extend_from_slice(&v.to_le_bytes());
                 }

@@ -331,6 +331,56 @@ mod tests {
         assert_eq!(yes, 20);
     }
 
+    #[test]
+    fn from_files_is_the_test_split_and_leaks_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("heldout.jsonl"),
+            concat!(
+                "{\"instruction\": \"Question number 5 about contracts and torts\", \"output\": \"Answer 5\"}\n",
+                "{\"instruction\": \"A question of its own\", \"input\": \"with input\", \"output\": \"An answer\"}\n",
+            ),
+        )
+        .unwrap();
+        let p = SplitParams {
+            validation_fraction: 0.1,
+            from_files: Some(
+                serde_json::from_value(
+                    serde_json::json!({"path": "heldout.jsonl", "format": "alpaca"}),
+                )
+                .unwrap(),
+            ),
+            ..SplitParams::default()
+        };
+        let out = split(&p, rows(0..100), 42, dir.path()).unwrap();
+        // every input row is train or validation; the file is the test split, ingested as alpaca
+        assert_eq!(out.train.len() + out.validation.len(), 100);
+        assert!(!out.validation.is_empty());
+        assert_eq!(ids(&out.test), [1, 2]);
+        assert_eq!(
+            out.test[1].messages[0].content,
+            "A question of its own\nwith input"
+        );
+        assert_eq!(out.test[0].source_file, "heldout.jsonl");
+        // input row 5 (in train) repeats the first test row
+        let leaks: Vec<(u64, &str, u64, &str)> = out
+            .leaks
+            .iter()
+            .map(|l| (l.train_row, l.split, l.heldout_row, l.method))
+            .collect();
+        assert_eq!(leaks, [(5, "test", 1, "exact")]);
+        // the test file obeys the same strictness as ingest: a broken line fails the split
+        std::fs::write(
+            dir.path().join("heldout.jsonl"),
+            "{\"instruction\": \"q\"}\nnot json\n",
+        )
+        .unwrap();
+        let err = split(&p, rows(0..10), 42, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("heldout.jsonl:2"), "{err}");
+    }
+
     /// Distinct pseudo-random English-like text of `n` words.
     fn text(seed: u64, n: usize) -> String {
         const W: [&str; 32] = [

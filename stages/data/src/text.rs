@@ -80,15 +80,28 @@ pub fn field_text(row: &Row, field: Field) -> String {
 /// collapsed to one space, ends trimmed; optionally punctuation and symbols removed.
 /// ASCII text skips NFKC (it is a no-op there), which keeps the common case fast.
 pub fn normalize(text: &str, strip_punctuation: bool) -> String {
-    let mut out = String::with_capacity(text.len());
+    if text.is_ascii() {
+        normalize_ascii(text, strip_punctuation)
+    } else {
+        normalize_chars(text.nfkc(), text.len(), strip_punctuation)
+    }
+}
+
+/// [`normalize`] after NFKC: case, whitespace and punctuation, character by character.
+fn normalize_chars(
+    chars: impl Iterator<Item = char>,
+    len: usize,
+    strip_punctuation: bool,
+) -> String {
+    let mut out = String::with_capacity(len);
     let mut pending_space = false;
-    let mut push = |c: char, out: &mut String| {
+    for c in chars {
         if c.is_whitespace() {
             pending_space = !out.is_empty();
-            return;
+            continue;
         }
         if strip_punctuation && is_punct(c) {
-            return;
+            continue;
         }
         if pending_space {
             out.push(' ');
@@ -101,17 +114,27 @@ pub fn normalize(text: &str, strip_punctuation: bool) -> String {
         } else {
             out.extend(c.to_lowercase());
         }
-    };
-    if text.is_ascii() {
-        for c in text.chars() {
-            push(c, &mut out);
-        }
-    } else {
-        for c in text.nfkc() {
-            push(c, &mut out);
-        }
     }
     out
+}
+
+/// [`normalize`] of ASCII text, byte by byte (the common case of dedup and split keys).
+fn normalize_ascii(text: &str, strip_punctuation: bool) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+    let mut pending_space = false;
+    for &b in text.as_bytes() {
+        // the ASCII characters with Unicode White_Space (`char::is_whitespace`)
+        if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
+            pending_space = !out.is_empty();
+        } else if !(strip_punctuation && b.is_ascii_punctuation()) {
+            if pending_space {
+                out.push(b' ');
+                pending_space = false;
+            }
+            out.push(b.to_ascii_lowercase());
+        }
+    }
+    String::from_utf8(out).expect("ASCII in, ASCII out")
 }
 
 /// Punctuation or symbol (ASCII and the common CJK/Unicode ranges).
@@ -149,6 +172,24 @@ struct WordIter<'a> {
 impl<'a> Iterator for WordIter<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
+        // ASCII fast path: skip separators, then take a word that ends at an
+        // ASCII byte (or the end); anything else goes the char-by-char way below
+        let bytes = self.text.as_bytes();
+        let mut i = self.pos;
+        while i < bytes.len() && bytes[i].is_ascii() && !ascii_word_byte(bytes[i]) {
+            i += 1;
+        }
+        self.pos = i;
+        if i < bytes.len() && bytes[i].is_ascii() {
+            let start = i;
+            while i < bytes.len() && ascii_word_byte(bytes[i]) {
+                i += 1;
+            }
+            if i == bytes.len() || bytes[i].is_ascii() {
+                self.pos = i;
+                return Some(&self.text[start..i]);
+            }
+        }
         let rest = &self.text[self.pos..];
         let mut start = None;
         for (i, c) in rest.char_indices() {
@@ -174,6 +215,90 @@ impl<'a> Iterator for WordIter<'a> {
     }
 }
 
+/// The [`words`] of one text with what the repetition rules need, computed
+/// once per text: a hash per word, prefix sums of word lengths in characters,
+/// and prefix hashes so any n-gram's hash is O(1) and nothing is allocated per n-gram.
+pub struct WordGrams<'a> {
+    pub words: Vec<&'a str>,
+    /// `chars[i]` = characters in the first `i` words.
+    chars: Vec<usize>,
+    /// Polynomial prefix hashes of the word hashes (wrapping, base [`GRAM_BASE`]).
+    prefix: Vec<u64>,
+    /// `GRAM_BASE^n` for n-grams up to [`WordGrams::MAX_N`]; longer n-grams are computed on demand.
+    powers: [u64; WordGrams::MAX_N + 1],
+}
+
+/// Odd base of the n-gram polynomial hash.
+const GRAM_BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl<'a> WordGrams<'a> {
+    const MAX_N: usize = 16;
+
+    pub fn new(text: &'a str) -> Self {
+        let words: Vec<&str> = words(text).collect();
+        let mut chars = Vec::with_capacity(words.len() + 1);
+        let mut prefix = Vec::with_capacity(words.len() + 1);
+        let (mut c, mut h) = (0usize, 0u64);
+        chars.push(c);
+        prefix.push(h);
+        for w in &words {
+            c += if w.is_ascii() {
+                w.len()
+            } else {
+                w.chars().count()
+            };
+            h = h
+                .wrapping_mul(GRAM_BASE)
+                .wrapping_add(xxhash_rust::xxh3::xxh3_64(w.as_bytes()));
+            chars.push(c);
+            prefix.push(h);
+        }
+        let mut powers = [1u64; Self::MAX_N + 1];
+        for i in 1..powers.len() {
+            powers[i] = powers[i - 1].wrapping_mul(GRAM_BASE);
+        }
+        Self {
+            words,
+            chars,
+            prefix,
+            powers,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Hash of the n-gram starting at word `i`. Equal n-grams have equal hashes;
+    /// unequal ones almost never do (check with [`WordGrams::same`]).
+    pub fn hash(&self, i: usize, n: usize) -> u64 {
+        let pow = match self.powers.get(n) {
+            Some(&p) => p,
+            None => (0..n).fold(1u64, |p, _| p.wrapping_mul(GRAM_BASE)),
+        };
+        self.prefix[i + n].wrapping_sub(self.prefix[i].wrapping_mul(pow))
+    }
+
+    /// Characters in the n-gram starting at word `i`.
+    pub fn chars(&self, i: usize, n: usize) -> usize {
+        self.chars[i + n] - self.chars[i]
+    }
+
+    /// Whether the n-grams at `i` and `j` have the same words.
+    pub fn same(&self, i: usize, j: usize, n: usize) -> bool {
+        self.words[i..i + n] == self.words[j..j + n]
+    }
+}
+
+/// An ASCII byte that is part of a word (see [`words`]).
+fn ascii_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'\''
+}
+
 /// Number of words ([`words`]).
 pub fn word_count(text: &str) -> usize {
     words(text).count()
@@ -181,6 +306,9 @@ pub fn word_count(text: &str) -> usize {
 
 /// Share of non-whitespace characters that are CJK.
 pub fn cjk_fraction(text: &str) -> f64 {
+    if text.is_ascii() {
+        return 0.0;
+    }
     let (mut cjk, mut total) = (0usize, 0usize);
     for c in text.chars().filter(|c| !c.is_whitespace()) {
         total += 1;
@@ -208,6 +336,42 @@ mod tests {
     }
 
     #[test]
+    fn word_grams_hash_equal_ngrams_equally() {
+        let g = WordGrams::new("the cat sat, the cat sat on the mat 猫猫");
+        assert_eq!(g.len(), 11);
+        assert_eq!(g.hash(0, 3), g.hash(3, 3));
+        assert!(g.same(0, 3, 3));
+        assert_ne!(g.hash(0, 3), g.hash(1, 3));
+        assert_eq!(g.hash(9, 1), g.hash(10, 1));
+        assert_eq!(g.chars(0, 3), 9);
+        assert_eq!(g.chars(8, 3), 5);
+        // beyond the precomputed powers
+        let long = "a b c d e f g h i j k l m n o p q r s t ".repeat(2);
+        let g = WordGrams::new(&long);
+        assert_eq!(g.hash(0, 20), g.hash(20, 20));
+        assert_ne!(g.hash(0, 20), g.hash(1, 20));
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_the_char_path() {
+        for strip in [false, true] {
+            for t in [
+                "  Hello,\t\x0b\x0c WORLD!\r\n ",
+                "a\x1fb\x7f c--d",
+                "",
+                " \n ",
+                "Mixed CASE   spacing...",
+            ] {
+                assert_eq!(
+                    normalize_ascii(t, strip),
+                    normalize_chars(t.chars(), t.len(), strip),
+                    "{t:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn words_split_cjk_per_character() {
         let w: Vec<&str> = words("The court's ruling: 中华人民 v2.0").collect();
         assert_eq!(
@@ -218,5 +382,11 @@ mod tests {
         );
         assert_eq!(word_count("第十二条 Article 12"), 6);
         assert_eq!(word_count("  ,,, "), 0);
+        // ASCII words running into non-ASCII letters stay whole; CJK splits them
+        let w: Vec<&str> = words("café's naïve-x résumé 法a b法 é").collect();
+        assert_eq!(
+            w,
+            ["café's", "naïve", "x", "résumé", "法", "a", "b", "法", "é"]
+        );
     }
 }
