@@ -43,6 +43,7 @@ fn data_files() -> Vec<PathBuf> {
     files_under(&root.join("recipes/data/legal"), &mut files);
     let shared = root.join("../shared/data");
     files_under(&shared.join("llamafactory"), &mut files);
+    files_under(&shared.join("legal/lawyer_llama"), &mut files);
 
     files
 }

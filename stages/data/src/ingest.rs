@@ -606,6 +606,18 @@ fn read_records(format: FileFormat, name: &str, full: &Path) -> Result<Vec<Recor
                         value: Ok(map),
                         raw: String::new(),
                     },
+                    // Some exports wrap each record in a list of its turns
+                    // (`[[{instruction, input, output}], ...]`): one record per list.
+                    Value::Array(turns)
+                        if turns.iter().all(Value::is_object) && !turns.is_empty() =>
+                    {
+                        let raw = Value::Array(turns.clone()).to_string();
+                        Record {
+                            place: i as u64,
+                            value: turns_to_record(turns),
+                            raw,
+                        }
+                    }
                     other => Record {
                         place: i as u64,
                         raw: other.to_string(),
@@ -740,6 +752,47 @@ fn any_to_json(av: &polars::prelude::AnyValue<'_>) -> Value {
     }
 }
 
+/// `[{instruction, input, output}, ...]`, one conversation: the last item is
+/// the record, the earlier ones become its `history` of [prompt, response] pairs.
+fn turns_to_record(turns: Vec<Value>) -> Result<Map<String, Value>, String> {
+    let mut maps: Vec<Map<String, Value>> = turns
+        .into_iter()
+        .filter_map(|t| match t {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let mut last = maps.pop().ok_or("an empty list of turns")?;
+    if maps.is_empty() {
+        return Ok(last);
+    }
+    let mut history = Vec::new();
+    for (i, m) in maps.iter().enumerate() {
+        let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (instruction, input, output) = (text("instruction"), text("input"), text("output"));
+        if instruction.is_empty() && input.is_empty() {
+            return Err(format!(
+                "turn {i} of the list has no `instruction` or `input`"
+            ));
+        }
+        let prompt = match (instruction.is_empty(), input.is_empty()) {
+            (false, false) => format!("{instruction}\n{input}"),
+            (false, true) => instruction.to_owned(),
+            _ => input.to_owned(),
+        };
+        history.push(Value::Array(vec![prompt.into(), output.into()]));
+    }
+    last.insert("history".into(), Value::Array(history));
+    Ok(last)
+}
+
+/// `[客户] text` -> (`客户`, `text`): a turn written with its speaker in brackets.
+fn speaker_tag(turn: &str) -> Option<(&str, &str)> {
+    let rest = turn.strip_prefix('[')?;
+    let (tag, text) = rest.split_once(']')?;
+    (!tag.is_empty() && tag.chars().count() <= 12).then(|| (tag, text.trim_start()))
+}
+
 fn parse_object(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
@@ -853,7 +906,15 @@ impl Mapping {
         };
         let shape = match shape {
             Shape::Auto => {
-                if c.messages.is_some() || has("conversations") || has("messages") {
+                let tagged_history = first
+                    .get("history")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.first())
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| speaker_tag(t).is_some());
+                if tagged_history && c.messages.is_none() && !has("instruction") {
+                    Shape::Messages
+                } else if c.messages.is_some() || has("conversations") || has("messages") {
                     let col = pick(&c.messages, &["conversations", "messages"]);
                     let first_turn = first
                         .get(&col)
@@ -927,7 +988,7 @@ impl Mapping {
                         if sharegpt {
                             &["conversations", "messages"]
                         } else {
-                            &["messages", "conversations"]
+                            &["messages", "conversations", "history"]
                         },
                     ),
                     role: c
@@ -1144,7 +1205,35 @@ impl Ctx<'_> {
                         ));
                     }
                 };
-                for (i, t) in turns.iter().enumerate() {
+                // Turns written as `[speaker] text`: the first speaker is the user,
+                // the other the assistant (lawyer-llama's counsel dialogues).
+                let tagged = turns.first().is_some_and(Value::is_string);
+                if tagged {
+                    let mut speakers: Vec<String> = Vec::new();
+                    for (i, t) in turns.iter().enumerate() {
+                        let (tag, text) = t.as_str().and_then(speaker_tag).ok_or_else(|| {
+                            format!("`{messages}` turn {i} is not a `[speaker] text` string")
+                        })?;
+                        if !speakers.iter().any(|s| s == tag) {
+                            speakers.push(tag.to_owned());
+                        }
+                        let role = match speakers.iter().position(|s| s == tag) {
+                            Some(0) => "user",
+                            Some(1) => "assistant",
+                            _ => {
+                                return Err(format!(
+                                    "`{messages}` turn {i}: a third speaker `[{tag}]`"
+                                ));
+                            }
+                        };
+                        row.messages.push(Message::new(role, text));
+                    }
+                    // A dialogue that ends on the user's turn has nothing to learn at its end.
+                    if row.messages.last().is_some_and(|m| m.role == "user") {
+                        row.messages.pop();
+                    }
+                }
+                for (i, t) in turns.iter().enumerate().filter(|_| !tagged) {
                     let t = t
                         .as_object()
                         .ok_or_else(|| format!("`{messages}` turn {i} is not an object"))?;

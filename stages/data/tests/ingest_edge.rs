@@ -186,3 +186,67 @@ fn params_errors_name_the_problem() {
     );
     assert!(serde_json::from_value::<IngestParams>(json!({"path": "a", "formt": "x"})).is_err());
 }
+
+#[test]
+fn records_wrapped_in_lists_and_speaker_tagged_dialogues() {
+    let dir = tempfile::tempdir().unwrap();
+    // lawyer-llama's export: each record a one-item list; a longer list is a conversation.
+    let wrapped = json!([
+        [{"instruction": "Q1", "input": "", "output": "A1"}],
+        [{"instruction": "Q2", "input": "ctx", "output": "A2"}, {"instruction": "Q3", "input": "", "output": "A3"}],
+        [1]
+    ]);
+    std::fs::write(dir.path().join("w.json"), wrapped.to_string()).unwrap();
+    let out = ingest(
+        &params(json!({"path": "w.json", "max_rejected": 1.0})),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(out.rows.len(), 2);
+    assert_eq!(
+        out.rows[0].messages,
+        [Message::new("user", "Q1"), Message::new("assistant", "A1")]
+    );
+    assert_eq!(
+        out.rows[1].messages,
+        [
+            Message::new("user", "Q2\nctx"),
+            Message::new("assistant", "A2"),
+            Message::new("user", "Q3"),
+            Message::new("assistant", "A3")
+        ]
+    );
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].source_row, 2);
+
+    // Multi-turn counsel written as `[speaker] text` strings: detected, first
+    // speaker the user, a trailing user turn dropped, a third speaker rejected.
+    let counsel = json!([
+        {"query": "q", "laws": ["law"], "history": ["[客户] 你好", "[律师] 您好", "[客户] 谢谢"]},
+        {"query": "q", "history": ["[客户] a", "[律师] b", "[法官] c"]}
+    ]);
+    std::fs::write(dir.path().join("c.json"), counsel.to_string()).unwrap();
+    let out = ingest(
+        &params(json!({"path": "c.json", "max_rejected": 1.0})),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        out.rows[0].messages,
+        [
+            Message::new("user", "你好"),
+            Message::new("assistant", "您好")
+        ]
+    );
+    assert!(
+        out.files[0].shape.contains("messages"),
+        "{}",
+        out.files[0].shape
+    );
+    assert_eq!(out.rejected.len(), 1);
+    assert!(
+        out.rejected[0].reason.contains("third speaker"),
+        "{}",
+        out.rejected[0].reason
+    );
+}

@@ -55,6 +55,19 @@ pub use infer::Generator;
 /// Bump when the bytes the train stage writes would change for the same inputs.
 pub const TRAIN_CODE_VERSION: u32 = 1;
 
+/// Peak resident memory of this process in GiB (Linux `VmHWM`; NaN elsewhere),
+/// for the benchmark binaries.
+pub fn peak_rss_gib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0 / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
 /// Set the number of CPU threads candle's kernels use. Candle reads
 /// `RAYON_NUM_THREADS` on every matmul, so this must run before training
 /// starts and while no other thread reads the environment.

