@@ -416,3 +416,31 @@ fn an_unwritable_cache_is_a_clear_error_and_nothing_is_half_written() {
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert_eq!(sb.read("blocker"), "not a folder");
 }
+
+#[test]
+fn outputs_that_are_symlinks_are_refused_and_deleted_files_recomputed() {
+    let sb = Sandbox::new();
+    sb.write(
+        "recipe.yaml",
+        "stages:\n  a: {kind: command, run: 'ln -s / {output}/root'}\n",
+    );
+    let out = sb.pipe(&["run", "recipe.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert!(sb.cache_entries().is_empty(), "{:?}", sb.cache_entries());
+
+    // A deleted file of a published entry is noticed on the next read.
+    sb.write(
+        "recipe.yaml",
+        "stages:\n  a: {kind: command, run: 'echo hi > {output}/x'}\n  b: {kind: command, from: a, run: 'cp {input}/x {output}/y'}\n",
+    );
+    let first = sb.pipe(&["run", "recipe.yaml", "--json"]).success();
+    let v: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    let a_dir = v["stages"][0]["output_dir"].as_str().unwrap().to_owned();
+    std::fs::remove_file(Path::new(&a_dir).join("out/x")).unwrap();
+    let again = sb.pipe(&["run", "recipe.yaml", "--json"]).success();
+    assert!(again.stderr.contains("corrupt"), "{}", again.stderr);
+    let v: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(v["stages"][0]["status"], "ran");
+    assert!(Path::new(&a_dir).join("out/x").is_file());
+}

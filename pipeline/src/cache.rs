@@ -344,6 +344,14 @@ impl Cache {
         replace: bool,
     ) -> Result<Manifest> {
         let out = tmp.out_dir();
+        // A link could point anywhere (`ln -s / out/root`): the cache holds real files only.
+        if let Some(link) = find_symlink(&out) {
+            return Err(Error::io(
+                "a stage output is a symbolic link, which the cache does not follow out of itself; write real files:",
+                link,
+                std::io::Error::other("symbolic link in outputs"),
+            ));
+        }
         let mut rels = Vec::new();
         walk_files(&out, &out, &mut rels)
             .map_err(|e| Error::io("cannot list outputs in", &out, e))?;
@@ -451,6 +459,23 @@ fn output_hash_of(files: &[ManifestFile], output: &str) -> String {
 }
 
 /// Total bytes under a folder.
+/// The first symbolic link under `dir`, without following any.
+fn find_symlink(dir: &Path) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let ft = entry.file_type().ok()?;
+        if ft.is_symlink() {
+            return Some(path);
+        }
+        if ft.is_dir()
+            && let Some(found) = find_symlink(&path)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
 pub fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
     if let Ok(entries) = std::fs::read_dir(path) {
