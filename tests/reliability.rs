@@ -444,3 +444,89 @@ fn outputs_that_are_symlinks_are_refused_and_deleted_files_recomputed() {
     assert_eq!(v["stages"][0]["status"], "ran");
     assert!(Path::new(&a_dir).join("out/x").is_file());
 }
+
+/// Seeded mutations of the project's chat templates (cut, duplicated and
+/// swapped spans, stray braces and tags), rendered through `pipe template
+/// render`: every one ends in text or a named template error, never a panic.
+/// (The cargo-fuzz `template` target does the same without seeds, on nightly.)
+#[test]
+fn template_rendering_survives_mutated_templates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut seeds: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    seeds.sort();
+    let sb = Sandbox::new();
+    sb.write(
+        "conv.json",
+        r#"[{"role": "system", "content": "S"}, {"role": "user", "content": "Q {{ x }} <&>"}, {"role": "assistant", "content": "A"}, {"role": "user", "content": "Q2"}]"#,
+    );
+    let inserts = [
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{% endif %}",
+        "{% for m in messages %}",
+        "|tojson",
+        "loop.",
+        "raise_exception(",
+        "namespace(",
+        "\u{0}",
+        "{#",
+    ];
+    let mut state: u64 = 0x5DEE_CE66_D1CE_4E5B;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..25 {
+        for (i, seed) in seeds.iter().enumerate() {
+            let mut t: Vec<char> = seed.chars().collect();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % (t.len() + 1);
+                match next() % 3 {
+                    0 => {
+                        let end = (at + (next() as usize) % 40).min(t.len());
+                        t.drain(at..end);
+                    }
+                    1 => {
+                        let end = (at + (next() as usize) % 40).min(t.len());
+                        let copy: Vec<char> = t[at..end].to_vec();
+                        let to = (next() as usize) % (t.len() + 1);
+                        t.splice(to..to, copy);
+                    }
+                    _ => {
+                        let s = inserts[(next() as usize) % inserts.len()];
+                        t.splice(at..at, s.chars());
+                    }
+                }
+            }
+            let name = format!("t{round}_{i}.jinja");
+            sb.write(&name, &t.into_iter().collect::<String>());
+            let out = pipe(
+                sb.path(),
+                &[
+                    "template",
+                    "render",
+                    "-t",
+                    &name,
+                    "--messages",
+                    "conv.json",
+                    "--generation-prompt",
+                ],
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let code = out.status.code().unwrap_or(-1);
+            assert!(
+                (code == 0 || code == 2) && !stderr.contains("panicked"),
+                "{name} (kept in {}): exit {code}\n{stderr}",
+                sb.path().display()
+            );
+        }
+    }
+}
