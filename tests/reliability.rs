@@ -530,3 +530,38 @@ fn template_rendering_survives_mutated_templates() {
         }
     }
 }
+
+/// A same-size corruption of a cached entry is found, without `--verify`,
+/// as soon as a stage is about to read it: the entry is moved aside and
+/// recomputed, and the reader sees the right bytes.
+#[test]
+fn a_corrupt_input_is_rehashed_before_a_stage_reads_it() {
+    let sb = Sandbox::new();
+    let recipe = |suffix: &str| {
+        format!(
+            "stages:\n  a: {{kind: command, run: 'echo HELLO > {{output}}/x'}}\n  b: {{kind: command, from: a, run: 'cat {{input}}/x > {{output}}/y; echo {suffix} >> {{output}}/y'}}\n"
+        )
+    };
+    sb.write("recipe.yaml", &recipe("one"));
+    let first = sb.pipe(&["run", "recipe.yaml", "--json"]).success();
+    let v: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    let a_dir = PathBuf::from(v["stages"][0]["output_dir"].as_str().unwrap());
+    std::fs::write(a_dir.join("out/x"), "HELLX\n").unwrap();
+    // b changes, so it reads a's entry: a is checked in full first.
+    sb.write("recipe.yaml", &recipe("two"));
+    let out = sb.pipe(&["run", "recipe.yaml", "--json"]).success();
+    assert!(out.stderr.contains("corrupt"), "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let status: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["ran", "ran"], "{}", out.stdout);
+    let b_dir = PathBuf::from(v["stages"][1]["output_dir"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(b_dir.join("out/y")).unwrap(),
+        "HELLO\ntwo\n"
+    );
+}

@@ -278,10 +278,18 @@ pub fn run(
                     let result = execute(plan, i, &refs, cache, memo, opts, obs);
                     let mut s = shared.lock().expect("run state");
                     match result {
-                        Ok(outcome) => {
+                        Ok(Exec::Done(outcome)) => {
                             obs.finished(&outcome);
                             s.state[i] = State::Done;
                             s.outcomes[i] = Some(outcome);
+                        }
+                        // Recompute the quarantined upstreams, then this stage.
+                        Ok(Exec::RedoUpstream(deps)) => {
+                            for d in deps {
+                                s.state[d] = State::Pending;
+                                s.outcomes[d] = None;
+                            }
+                            s.state[i] = State::Pending;
                         }
                         Err(e) => {
                             obs.failed(&plan.stages[i].name, &e);
@@ -313,6 +321,14 @@ pub fn run(
     })
 }
 
+/// What became of one stage: done, or its cached upstream entries turned out
+/// corrupt when it was about to read them (they are quarantined and must be
+/// recomputed first).
+enum Exec {
+    Done(StageOutcome),
+    RedoUpstream(Vec<usize>),
+}
+
 fn execute(
     plan: &Plan,
     i: usize,
@@ -321,7 +337,7 @@ fn execute(
     memo: &FileMemo,
     opts: &RunOptions,
     obs: &dyn Observer,
-) -> Result<StageOutcome> {
+) -> Result<Exec> {
     let t0 = Instant::now();
     let ps = &plan.stages[i];
     let recipe = &plan.recipe;
@@ -352,14 +368,29 @@ fn execute(
         }
     };
     if !forced && let Some(m) = check(obs)? {
-        return Ok(outcome(Status::Cached, m));
+        return Ok(Exec::Done(outcome(Status::Cached, m)));
     }
     let _lock = cache.lock(&key, || obs.waiting(&ps.name))?;
     if !forced {
         // Another process may have computed it while we waited for the lock.
         if let Some(m) = check(obs)? {
-            return Ok(outcome(Status::Cached, m));
+            return Ok(Exec::Done(outcome(Status::Cached, m)));
         }
+    }
+    // The stage is about to read its inputs: check cached ones in full (sizes
+    // were checked on lookup; a same-size corruption needs the hashes).
+    let mut redo = Vec::new();
+    for (&d, up) in ps.deps.iter().zip(upstream) {
+        if up.status == Status::Cached
+            && let Lookup::Corrupt(reason) = cache.lookup(&up.key, true)
+        {
+            let to = cache.quarantine(&up.key)?;
+            obs.corrupt(&up.name, &reason, &to);
+            redo.push(d);
+        }
+    }
+    if !redo.is_empty() {
+        return Ok(Exec::RedoUpstream(redo));
     }
     obs.started(&ps.name);
     let tmp = cache.new_tmp()?;
@@ -422,5 +453,5 @@ fn execute(
         forced,
     )?;
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(outcome(Status::Ran, manifest))
+    Ok(Exec::Done(outcome(Status::Ran, manifest)))
 }
