@@ -281,7 +281,7 @@ pub fn run(
                         Ok(Exec::Done(outcome)) => {
                             obs.finished(&outcome);
                             s.state[i] = State::Done;
-                            s.outcomes[i] = Some(outcome);
+                            s.outcomes[i] = Some(*outcome);
                         }
                         // Recompute the quarantined upstreams, then this stage.
                         Ok(Exec::RedoUpstream(deps)) => {
@@ -325,7 +325,7 @@ pub fn run(
 /// corrupt when it was about to read them (they are quarantined and must be
 /// recomputed first).
 enum Exec {
-    Done(StageOutcome),
+    Done(Box<StageOutcome>),
     RedoUpstream(Vec<usize>),
 }
 
@@ -368,13 +368,13 @@ fn execute(
         }
     };
     if !forced && let Some(m) = check(obs)? {
-        return Ok(Exec::Done(outcome(Status::Cached, m)));
+        return Ok(Exec::Done(Box::new(outcome(Status::Cached, m))));
     }
     let _lock = cache.lock(&key, || obs.waiting(&ps.name))?;
     if !forced {
         // Another process may have computed it while we waited for the lock.
         if let Some(m) = check(obs)? {
-            return Ok(Exec::Done(outcome(Status::Cached, m)));
+            return Ok(Exec::Done(Box::new(outcome(Status::Cached, m))));
         }
     }
     // The stage is about to read its inputs: check cached ones in full (sizes
@@ -453,5 +453,5 @@ fn execute(
         forced,
     )?;
     let _ = std::fs::remove_dir_all(&scratch);
-    Ok(Exec::Done(outcome(Status::Ran, manifest)))
+    Ok(Exec::Done(Box::new(outcome(Status::Ran, manifest))))
 }
