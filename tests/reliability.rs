@@ -160,6 +160,21 @@ fn adapter_bytes(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap()
 }
 
+/// Whether a training checkpoint (`ckpt-*`) exists under the scratch folder.
+fn has_checkpoint(scratch: &Path) -> bool {
+    std::fs::read_dir(scratch)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|key| {
+            std::fs::read_dir(key.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| f.file_name().to_string_lossy().starts_with("ckpt-"))
+        })
+}
+
 fn kill_at_random_moments(kills: usize, seed: u64) {
     let reference = Sandbox::new();
     reference.write("recipe.yaml", KILL_RECIPE);
@@ -180,6 +195,31 @@ fn kill_at_random_moments(kills: usize, seed: u64) {
         state ^= state << 17;
         state
     };
+    // First a kill right after training wrote its first checkpoint, so that
+    // resuming is exercised whatever the random moments below hit.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["run", "recipe.yaml"])
+        .current_dir(sb.path())
+        .env_remove("PIPE_CACHE_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !has_checkpoint(&sb.join(".pipe/scratch")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 120 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    verify_cache(sb.path());
     for _ in 0..kills {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
             .args(["run", "recipe.yaml"])
