@@ -6,7 +6,7 @@
 //! compare_base: true, gates: {rougeL: ">= 0.30"}}`.
 
 use pipe_eval::EvalError;
-use pipe_eval::schemars;
+
 use pipe_eval::stage::{
     EVAL_CODE_VERSION, EvalInputs, EvalParams, Progress as EvalProgress, System, run_eval,
 };
@@ -92,7 +92,7 @@ impl Stage for Eval {
     }
 
     fn params_schema(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(EvalParams)).unwrap_or(Value::Null)
+        crate::stages::schema::<EvalParams>()
     }
 
     fn plan(&self, params: &Value, env: &PlanEnv<'_>) -> Result<StagePlan, StageError> {

@@ -64,7 +64,9 @@ pub fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, StageError
                 format!("{path}.{unknown}")
             };
             error = StageError::params(format!("unknown key `{unknown}`")).with_key(key);
-            if let Some(best) = closest(&unknown, &expected) {
+            if let Some(best) =
+                pipe_pipeline::error::closest(&unknown, expected.iter().map(String::as_str))
+            {
                 error = error.with_hint(format!("did you mean `{best}`?"));
             } else if !expected.is_empty() {
                 error = error.with_hint(format!("valid keys here: {}", expected.join(", ")));
@@ -90,11 +92,7 @@ fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     Some((name.to_owned(), expected))
 }
 
-fn closest(word: &str, candidates: &[String]) -> Option<String> {
-    candidates
-        .iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone())
+/// A params struct's JSON Schema (what `pipe schema` and `pipe explain` show).
+pub fn schema<T: schemars::JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
 }

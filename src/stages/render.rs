@@ -95,10 +95,6 @@ fn model_template_files(model: &pipe_model::ResolvedModel) -> Vec<PathBuf> {
     }
 }
 
-fn schema<T: schemars::JsonSchema>() -> Value {
-    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
-}
-
 /// The template a render stage uses, from its planned (canonical) params: the
 /// token texts are already resolved there, and for `template: model` the
 /// model reference is recorded in them.
@@ -137,7 +133,7 @@ impl Stage for Render {
     }
 
     fn params_schema(&self) -> Value {
-        schema::<RenderParams>()
+        super::schema::<RenderParams>()
     }
 
     fn plan(&self, params: &Value, env: &PlanEnv<'_>) -> Result<StagePlan, StageError> {

@@ -9,7 +9,7 @@ use pipe_pipeline::stage::{
 use pipe_train::TrainError;
 use pipe_train::lora::LoraSpec;
 use pipe_train::optim::Schedule;
-use pipe_train::schemars::{self, JsonSchema};
+use pipe_train::schemars::JsonSchema;
 use pipe_train::trainer::{Outcome, TrainOptions, TrainPaths};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -281,7 +281,7 @@ impl Stage for Train {
     }
 
     fn params_schema(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(TrainParams)).unwrap_or(Value::Null)
+        crate::stages::schema::<TrainParams>()
     }
 
     fn plan(&self, params: &Value, env: &PlanEnv<'_>) -> Result<StagePlan, StageError> {
