@@ -187,14 +187,9 @@ fn kill_at_random_moments(kills: usize, seed: u64) {
     let sb = Sandbox::new();
     sb.write("recipe.yaml", KILL_RECIPE);
     sb.write("d.jsonl", &kill_data());
-    // xorshift: the kill moments are the same on every run of the test.
-    let mut state = seed;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    // Seeded: the kill moments are the same on every run of the test.
+    let mut rng = pipe_train::rng::Rng::new(seed);
+    let mut next = move || rng.next_u64();
     // First a kill right after training wrote its first checkpoint, so that
     // resuming is exercised whatever the random moments below hit.
     let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
@@ -293,13 +288,8 @@ fn ingest_survives_mutated_files() {
         })
         .collect();
     let sb = Sandbox::new();
-    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = pipe_train::rng::Rng::new(0x2545_F491_4F6C_DD1D);
+    let mut next = move || rng.next_u64();
     let mut runs = 0;
     for round in 0..50 {
         for (i, seed) in seeds
@@ -517,13 +507,8 @@ fn template_rendering_survives_mutated_templates() {
         "\u{0}",
         "{#",
     ];
-    let mut state: u64 = 0x5DEE_CE66_D1CE_4E5B;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = pipe_train::rng::Rng::new(0x5DEE_CE66_D1CE_4E5B);
+    let mut next = move || rng.next_u64();
     for round in 0..25 {
         for (i, seed) in seeds.iter().enumerate() {
             let mut t: Vec<char> = seed.chars().collect();
