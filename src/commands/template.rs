@@ -145,12 +145,7 @@ pub fn render(args: &RenderArgs) -> Result<String, Error> {
 
 fn model_template(reference: &str, base: &Path) -> Result<ModelTemplate, Error> {
     let resolved = resolve_model(reference, base)?;
-    let meta = pipe_model::metadata(&resolved).map_err(|e| Error::usage(e.to_string()))?;
-    Ok(ModelTemplate {
-        chat_template: meta.chat_template,
-        bos_token: meta.bos_token,
-        eos_token: meta.eos_token,
-    })
+    crate::stages::render::template_of_model(&resolved).map_err(|e| Error::usage(e.to_string()))
 }
 
 /// `pipe lint-template RECIPE`: every render stage's template, as planned.

@@ -72,16 +72,21 @@ fn model_template(
         }
         err
     })?;
-    let meta = pipe_model::metadata(&model)
+    let template = template_of_model(&model)
         .map_err(|e| StageError::input(e.to_string()).with_key("model"))?;
-    Ok(Some((
-        ModelTemplate {
-            chat_template: meta.chat_template,
-            bos_token: meta.bos_token,
-            eos_token: meta.eos_token,
-        },
-        model,
-    )))
+    Ok(Some((template, model)))
+}
+
+/// What a model says about chat formatting: its own template and BOS/EOS texts.
+pub fn template_of_model(
+    model: &pipe_model::ResolvedModel,
+) -> Result<ModelTemplate, pipe_model::ModelError> {
+    let meta = pipe_model::metadata(model)?;
+    Ok(ModelTemplate {
+        chat_template: meta.chat_template,
+        bos_token: meta.bos_token,
+        eos_token: meta.eos_token,
+    })
 }
 
 /// The files that define the model's own template (not its weights).
@@ -104,13 +109,18 @@ pub fn planned_template(p: &RenderParams, recipe_dir: &Path) -> Result<ChatTempl
     } else {
         None
     };
-    let resolved = resolve_template(
-        &p.template,
-        recipe_dir,
-        &project_templates_dir(),
-        model.as_ref(),
-    )
-    .map_err(render_error)?;
+    build_template(p, recipe_dir, model.as_ref())
+}
+
+/// The template of canonical params, given the model's own template when
+/// `template: model` (already read by the caller).
+fn build_template(
+    p: &RenderParams,
+    recipe_dir: &Path,
+    model: Option<&ModelTemplate>,
+) -> Result<ChatTemplate, StageError> {
+    let resolved = resolve_template(&p.template, recipe_dir, &project_templates_dir(), model)
+        .map_err(render_error)?;
     let config = TemplateConfig {
         bos_token: p.bos.clone().unwrap_or_default(),
         eos_token: p.eos.clone().unwrap_or_default(),
@@ -207,7 +217,7 @@ impl Stage for Render {
         }
         // Compile the template now, so that `pipe validate` reports a syntax
         // error with the template's place instead of the run failing later.
-        planned_template(&p, env.recipe_dir)?;
+        build_template(&p, env.recipe_dir, model.as_ref().map(|(m, _)| m))?;
         let params = serde_json::to_value(&p)
             .map_err(|e| StageError::failed(format!("cannot serialize params: {e}")))?;
         Ok(StagePlan {
