@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EvalError;
 use crate::generate::Rng;
-use crate::report::ExampleRecord;
+use crate::report::{ExampleRecord, esc};
 
 /// Lowest and highest score a reviewer may give.
 pub const SCALE: (f64, f64) = (1.0, 5.0);
@@ -142,13 +142,6 @@ pub fn pack_csv(items: &[ReviewItem]) -> String {
         }
     }
     s
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A self-contained page: every item with its answers and a score form; the
