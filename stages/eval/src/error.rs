@@ -26,7 +26,7 @@ pub enum EvalError {
     },
     #[error("{0}")]
     Invalid(String),
-    #[cfg(feature = "model")]
+    /// A model call failed (any `LogitsModel`, so not tied to the `model` feature).
     #[error("model: {0}")]
     Model(String),
     #[cfg(feature = "model")]
