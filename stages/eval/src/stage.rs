@@ -19,7 +19,7 @@ use crate::score::{KNOWN_METRICS, ScoreOptions, score};
 use crate::tasks::{score_by_task, task_of};
 
 /// Bump when the report bytes would change for the same inputs.
-pub const EVAL_CODE_VERSION: u32 = 2;
+pub const EVAL_CODE_VERSION: u32 = 3;
 
 /// Params of the `eval` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -1,16 +1,18 @@
 //! Inference for evaluation: batched generation with a KV cache, and token
 //! log-probabilities for likelihood scoring.
 //!
-//! An adapter is folded into the base weights at load (`W + scale * B A`), so
-//! generation costs the same as for the base model.
+//! A GGUF model decodes from its quantized blocks ([`crate::packed`]); its
+//! adapter stays unmerged on top (`x Wᵀ + scale x Aᵀ Bᵀ`). Other models have
+//! the adapter folded in at load (`W + scale * B A`), so generation costs the
+//! same as for the base model.
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 
 use crate::error::{Result, TrainError};
 use crate::llama::{Fwd, Inputs, KvCache, Llama, left_pad_mask, segment_mask};
-use crate::loader::load_model;
+use crate::loader::load_for_inference;
 use crate::lora::{apply_adapter, load_adapter};
 
 /// A loaded model (plus adapter) ready to score and generate.
@@ -50,11 +52,15 @@ impl Generator {
         adapter_dir: Option<&Path>,
         seed: u64,
     ) -> Result<Self, TrainError> {
-        let mut m = load_model(model, DType::F32, &Device::Cpu)?;
+        let mut m = load_for_inference(model)?;
         if let Some(dir) = adapter_dir {
             let (spec, tensors) = load_adapter(dir)?;
             apply_adapter(&mut m, &spec, &tensors, dir)?;
-            fold_adapter(&mut m)?;
+            // Folding would discard the packed blocks' advantage: keep the
+            // pairs beside them.
+            if !m.has_packed() {
+                fold_adapter(&mut m)?;
+            }
         }
         Ok(Self::from_model(m, seed))
     }
@@ -115,7 +121,7 @@ impl Generator {
             positions: &positions,
             mask,
         };
-        let hidden = m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::eval())?;
+        let hidden = m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::inference())?;
         self.cached = t;
         let last: Vec<u32> = (0..b).map(|r| (r * t + t - 1) as u32).collect();
         let last = Tensor::from_vec(last, b, &m.device)?;
@@ -146,7 +152,7 @@ impl Generator {
             positions: &positions,
             mask,
         };
-        let hidden = m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::eval())?;
+        let hidden = m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::inference())?;
         self.cached += 1;
         for p in &mut self.next_pos {
             *p += 1;
@@ -171,7 +177,7 @@ impl Generator {
             positions: &positions,
             mask,
         };
-        let hidden = m.forward_hidden(&inputs, None, &mut Fwd::eval())?;
+        let hidden = m.forward_hidden(&inputs, None, &mut Fwd::inference())?;
         let hidden = hidden.narrow(0, 0, t - 1)?;
         let logp = candle_nn::ops::log_softmax(&m.logits(&hidden, false)?, D::Minus1)?;
         let targets = Tensor::from_slice(&ids[1..], (t - 1, 1), &m.device)?;

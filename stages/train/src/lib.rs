@@ -40,6 +40,7 @@ pub mod loader;
 pub mod lora;
 pub mod merge;
 pub mod optim;
+pub mod packed;
 pub mod plot;
 pub mod rng;
 pub mod trainer;
@@ -53,7 +54,7 @@ pub const CUDA_ENABLED: bool = cfg!(feature = "cuda");
 pub use infer::Generator;
 
 /// Bump when the bytes the train stage writes would change for the same inputs.
-pub const TRAIN_CODE_VERSION: u32 = 1;
+pub const TRAIN_CODE_VERSION: u32 = 2;
 
 /// Peak resident memory of this process in GiB (Linux `VmHWM`; NaN elsewhere),
 /// for the benchmark binaries.

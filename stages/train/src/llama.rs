@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::frozen::FrozenLinear;
 use crate::fused;
+use crate::packed::{MAX_PACKED_ROWS, PackedWeight};
 use crate::rng::Rng;
 
 /// The projections LoRA may target, in PEFT's module names and in a fixed order.
@@ -59,6 +60,8 @@ pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub lora: Option<LoraPair>,
+    /// The same weight in its GGUF blocks, for decode steps (see [`crate::packed`]).
+    pub packed: Option<Arc<PackedWeight>>,
 }
 
 /// Per-forward switches.
@@ -69,14 +72,27 @@ pub struct Fwd<'a> {
     pub skip_frozen_grads: bool,
     /// Use the fused kernels of [`crate::fused`] (f32 on the CPU only).
     pub fused: bool,
+    /// No backward follows: LoRA weights enter as constants, so the graph is
+    /// not recorded and packed weights may serve short inputs.
+    pub no_grad: bool,
 }
 
 impl Fwd<'_> {
+    /// No dropout; a backward may follow (tests compare gradients with it).
     pub fn eval() -> Fwd<'static> {
         Fwd {
             dropout: None,
             skip_frozen_grads: true,
             fused: true,
+            no_grad: false,
+        }
+    }
+
+    /// No dropout and no backward to follow (generation, scoring, validation).
+    pub fn inference() -> Fwd<'static> {
+        Fwd {
+            no_grad: true,
+            ..Fwd::eval()
         }
     }
 }
@@ -92,10 +108,23 @@ fn frozen_matmul(x: &Tensor, w: &Tensor, skip_frozen_grads: bool) -> Result<Tens
     }
 }
 
+/// Whether a packed weight should serve `x`: a few rows outside any graph.
+fn use_packed(x: &Tensor, no_grad: bool) -> Result<bool> {
+    Ok(no_grad
+        && !x.track_op()
+        && x.device().is_cpu()
+        && x.dims()
+            .first()
+            .is_some_and(|&rows| rows <= MAX_PACKED_ROWS))
+}
+
 impl Linear {
     /// `x: [rows, in] -> [rows, out]`.
     pub fn forward(&self, x: &Tensor, fwd: &mut Fwd<'_>) -> Result<Tensor> {
-        let mut y = frozen_matmul(x, &self.weight, fwd.skip_frozen_grads)?;
+        let mut y = match &self.packed {
+            Some(p) if use_packed(x, fwd.no_grad)? => p.forward(x)?,
+            _ => frozen_matmul(x, &self.weight, fwd.skip_frozen_grads)?,
+        };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }
@@ -104,8 +133,13 @@ impl Linear {
                 Some(rng) if lora.dropout > 0.0 => dropout(x, lora.dropout, rng)?,
                 _ => x.clone(),
             };
-            let low = xd.matmul(&lora.a.as_tensor().t()?)?;
-            let up = low.matmul(&lora.b.as_tensor().t()?)?;
+            let (a, b) = if fwd.no_grad {
+                (lora.a.as_tensor().detach(), lora.b.as_tensor().detach())
+            } else {
+                (lora.a.as_tensor().clone(), lora.b.as_tensor().clone())
+            };
+            let low = xd.matmul(&a.t()?)?;
+            let up = low.matmul(&b.t()?)?;
             y = (y + up.affine(lora.scale, 0.0)?)?;
         }
         Ok(y)
@@ -213,6 +247,8 @@ pub struct Llama {
     pub norm: Tensor,
     /// `None` when tied to the embedding.
     pub lm_head: Option<Tensor>,
+    /// The LM head (or tied embedding) in GGUF blocks, for decode steps.
+    pub packed_head: Option<Arc<PackedWeight>>,
     inv_freq: Vec<f64>,
     pub dtype: DType,
     pub device: Device,
@@ -246,6 +282,7 @@ impl Llama {
                         None
                     },
                     lora: None,
+                    packed: None,
                 })
             };
             let (q, k, v) = (
@@ -284,6 +321,7 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            packed_head: None,
             inv_freq,
             dtype,
             device,
@@ -455,8 +493,59 @@ impl Llama {
 
     /// Logits `[rows, vocab]` for hidden rows `[rows, hidden]`.
     pub fn logits(&self, hidden: &Tensor, skip_frozen_grads: bool) -> Result<Tensor> {
+        if let Some(p) = &self.packed_head
+            && use_packed(hidden, true)?
+        {
+            return p.forward(hidden);
+        }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         frozen_matmul(hidden, head, skip_frozen_grads)
+    }
+
+    /// Whether any weight has a packed copy ([`Llama::attach_packed`]).
+    pub fn has_packed(&self) -> bool {
+        self.packed_head.is_some()
+            || self
+                .layers
+                .iter()
+                .any(|l| PROJECTIONS.iter().any(|n| l.proj(n).packed.is_some()))
+    }
+
+    /// Give projections and the LM head their GGUF-block copies (by Hugging
+    /// Face name, as [`crate::loader::load_gguf_packed`] returns them).
+    /// Weights without one keep the f32 path.
+    pub fn attach_packed(&mut self, mut packed: BTreeMap<String, PackedWeight>) -> Result<()> {
+        let mut take =
+            |name: &str, rows: usize, cols: usize| -> Result<Option<Arc<PackedWeight>>> {
+                match packed.remove(name) {
+                    Some(p) if p.rows() == rows && p.cols() == cols => Ok(Some(Arc::new(p))),
+                    Some(p) => Err(TrainError::Model(format!(
+                        "packed `{name}` is [{}, {}], the model has [{rows}, {cols}]",
+                        p.rows(),
+                        p.cols()
+                    ))),
+                    None => Ok(None),
+                }
+            };
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for name in PROJECTIONS {
+                let lin = layer.proj_mut(name);
+                let (rows, cols) = lin.weight.dims2()?;
+                lin.packed = take(
+                    &format!("model.layers.{i}.{}.weight", module_path(name)),
+                    rows,
+                    cols,
+                )?;
+            }
+        }
+        let head_name = if self.lm_head.is_some() {
+            "lm_head.weight"
+        } else {
+            "model.embed_tokens.weight"
+        };
+        let (rows, cols) = self.lm_head.as_ref().unwrap_or(&self.embed).dims2()?;
+        self.packed_head = take(head_name, rows, cols)?;
+        Ok(())
     }
 
     /// Sum of `-ln p(label)` over trained positions and their count. Labels

@@ -17,6 +17,7 @@ use pipe_model::ResolvedModel;
 use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::llama::{Llama, PROJECTIONS, module_path};
+use crate::packed::PackedWeight;
 use crate::rng::{Rng, TAG_BUILTIN};
 
 /// The seed of `builtin:tiny`'s weights: fixed, so the model is the same for every
@@ -257,6 +258,57 @@ pub fn load_gguf(path: &Path, dev: &Device) -> Result<(Config, BTreeMap<String, 
         out.insert(hf, t);
     }
     Ok((cfg, out))
+}
+
+/// The GGUF's Q4_1 and Q8_0 tensors as [`PackedWeight`]s under Hugging Face
+/// names, rows in Hugging Face order (for decoding; see [`crate::packed`]).
+/// Tensors in other formats are left out and stay on the f32 path.
+pub fn load_gguf_packed(path: &Path, cfg: &Config) -> Result<BTreeMap<String, PackedWeight>> {
+    let mut file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|e| TrainError::bad(path, format!("not a readable GGUF file: {e}")))?;
+    let permuted = cfg.model_type != "qwen2";
+    // The row order `unpermute` produces, found by running it on row numbers.
+    let order = |rows: usize, heads: usize| -> Result<Vec<usize>> {
+        let ids: Vec<f32> = (0..rows).map(|r| r as f32).collect();
+        let t = unpermute(&Tensor::from_vec(ids, (rows, 1), &Device::Cpu)?, heads)?;
+        Ok(t.flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|r| r as usize)
+            .collect())
+    };
+    let mut out = BTreeMap::new();
+    for (name, info) in &content.tensor_infos {
+        let Some(hf) = hf_name(name) else { continue };
+        let &[rows, cols] = info.shape.dims() else {
+            continue;
+        };
+        let q = content
+            .tensor(&mut file, name, &Device::Cpu)
+            .map_err(|e| TrainError::bad(path, format!("tensor `{name}`: {e}")))?;
+        let Some(mut packed) = PackedWeight::from_ggml(q.dtype(), rows, cols, &q.data()?) else {
+            continue;
+        };
+        if permuted && name.ends_with("attn_q.weight") {
+            packed = packed.permute_rows(&order(rows, cfg.num_attention_heads)?);
+        } else if permuted && name.ends_with("attn_k.weight") {
+            packed = packed.permute_rows(&order(rows, cfg.num_key_value_heads)?);
+        }
+        out.insert(hf, packed);
+    }
+    Ok(out)
+}
+
+/// A base model for inference: f32 weights, plus the GGUF blocks of a GGUF
+/// model for decode steps.
+pub fn load_for_inference(model: &ResolvedModel) -> Result<Llama> {
+    let mut m = load_f32_cpu(model)?;
+    if let ResolvedModel::Gguf { path } = model {
+        let packed = load_gguf_packed(path, &m.cfg)?;
+        m.attach_packed(packed)?;
+    }
+    Ok(m)
 }
 
 /// llama.cpp tensor name -> Hugging Face name.

@@ -1,5 +1,6 @@
-//! The loss-curve chart (SVG through plotters; text is left to the viewer's fonts,
-//! so no font library is linked).
+//! The loss-curve chart: SVG through plotters (text is left to the viewer's
+//! fonts), and the same SVG rasterized to PNG by resvg for places that show
+//! only images (CI artifacts, chat tools, some Markdown viewers).
 
 use std::path::Path;
 
@@ -68,4 +69,47 @@ pub fn loss_svg(path: &Path, train: &[(u64, f64)], validation: &[(u64, f64)]) ->
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
+}
+
+/// Rasterize the chart at `svg` to `png` at the SVG's size. Text is drawn with
+/// the system's sans-serif fonts (DejaVu, Liberation, Noto or whatever the
+/// system has); on a system without fonts the lines are drawn and text is left
+/// out.
+pub fn svg_to_png(svg: &Path, png: &Path) -> Result<()> {
+    let err = |e: String| TrainError::bad(svg, format!("cannot rasterize the loss chart: {e}"));
+    let text = std::fs::read_to_string(svg).map_err(|e| TrainError::io(svg, e))?;
+    let mut opt = resvg::usvg::Options::default();
+    let fonts = opt.fontdb_mut();
+    fonts.load_system_fonts();
+    let families: Vec<String> = fonts
+        .faces()
+        .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
+        .collect();
+    let preferred = [
+        "DejaVu Sans",
+        "Liberation Sans",
+        "Noto Sans",
+        "Arial",
+        "Helvetica",
+    ];
+    if let Some(family) = preferred
+        .iter()
+        .find(|p| families.iter().any(|f| f == *p))
+        .map(|p| p.to_string())
+        .or_else(|| families.first().cloned())
+    {
+        fonts.set_sans_serif_family(family.clone());
+        opt.font_family = family;
+    }
+    let tree = resvg::usvg::Tree::from_str(&text, &opt).map_err(|e| err(e.to_string()))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| err(format!("empty image {}x{}", size.width(), size.height())))?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    let bytes = pixmap.encode_png().map_err(|e| err(e.to_string()))?;
+    crate::lora::write_atomic(png, &bytes)
 }

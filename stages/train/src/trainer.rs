@@ -140,6 +140,8 @@ pub enum Outcome {
 pub const LOG_FILE: &str = "training_log.jsonl";
 pub const SUMMARY_FILE: &str = "train_summary.json";
 pub const CHART_FILE: &str = "loss.svg";
+/// The same chart as PNG.
+pub const CHART_PNG_FILE: &str = "loss.png";
 const LATEST: &str = "LATEST";
 
 #[derive(Serialize, Deserialize)]
@@ -247,7 +249,7 @@ pub fn evaluate(model: &Llama, seqs: &[Sequence], batch_size: usize) -> Result<f
     for chunk in seqs.chunks(batch_size.max(1)) {
         let refs: Vec<&Sequence> = chunk.iter().collect();
         let batch = Batch::new(&refs, 0);
-        let (loss, count) = batch_loss(model, &batch, &mut Fwd::eval())?;
+        let (loss, count) = batch_loss(model, &batch, &mut Fwd::inference())?;
         sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         n += count;
     }
@@ -334,6 +336,7 @@ pub fn train(
                 dropout: Some(&mut rng),
                 skip_frozen_grads: opts.skip_frozen_grads,
                 fused: opts.fused,
+                no_grad: false,
             };
             let (loss, _) = batch_loss(&model, batch, &mut fwd)?;
             loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -425,6 +428,7 @@ pub fn train(
         .filter_map(|e| e.val_loss.map(|v| (e.step, v)))
         .collect();
     crate::plot::loss_svg(&out.join(CHART_FILE), &train_points, &val_points)?;
+    crate::plot::svg_to_png(&out.join(CHART_FILE), &out.join(CHART_PNG_FILE))?;
     let elapsed = log.last().map(|e| e.elapsed_s).unwrap_or(0.0);
     let summary = TrainSummary {
         final_loss: log.last().map(|e| e.loss).unwrap_or(f64::NAN),

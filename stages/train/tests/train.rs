@@ -160,6 +160,7 @@ fn frozen_op_gives_the_same_gradients_as_plain_matmul() {
             dropout: None,
             skip_frozen_grads: skip,
             fused: false,
+            no_grad: false,
         };
         let (loss, _) = batch_loss(&model, &batch, &mut fwd).unwrap();
         let g = loss.backward().unwrap();
@@ -256,6 +257,20 @@ fn loss_falls_on_a_tiny_memorization_task() {
     );
     let svg = std::fs::read_to_string(dir.path().join("adapter/loss.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("polyline"));
+    // The PNG is the SVG rasterized: its size, a white page, and the blue curve.
+    let png = resvg::tiny_skia::Pixmap::load_png(dir.path().join("adapter/loss.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (800, 480));
+    let pixels = png.pixels();
+    let white = pixels
+        .iter()
+        .filter(|p| (p.red(), p.green(), p.blue()) == (255, 255, 255))
+        .count();
+    let blue = pixels
+        .iter()
+        .filter(|p| p.blue() > 200 && p.red() < 80 && p.green() < 80)
+        .count();
+    assert!(white > pixels.len() / 2, "{white} white pixels");
+    assert!(blue > 200, "{blue} pixels of the curve");
 }
 
 #[test]
@@ -436,6 +451,7 @@ fn fused_kernels_match_composed_ops() {
             dropout: None,
             skip_frozen_grads: true,
             fused,
+            no_grad: false,
         };
         let (loss, _) = batch_loss(&model, &batch, &mut fwd).unwrap();
         let g = loss.backward().unwrap();
@@ -457,5 +473,133 @@ fn fused_kernels_match_composed_ops() {
     let scale = gb.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
     for (x, y) in ga.iter().flatten().zip(gb.iter().flatten()) {
         assert!((x - y).abs() < 1e-4 * scale, "{x} vs {y}");
+    }
+}
+
+/// builtin:tiny written as a GGUF the way llama.cpp writes one: projections
+/// Q4_1, the tied embedding Q8_0, norms f32, Q/K rows in llama.cpp's order.
+fn tiny_gguf(dir: &std::path::Path) -> pipe_model::ResolvedModel {
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+    let cfg = Config::tiny();
+    let weights = random_weights(&cfg, pipe_train::loader::BUILTIN_SEED, &Device::Cpu).unwrap();
+    // llama.cpp's `permute`, which the loader undoes.
+    let permute = |w: &Tensor, heads: usize| {
+        let (rows, cols) = w.dims2().unwrap();
+        w.reshape((heads, 2, rows / heads / 2, cols))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .reshape((rows, cols))
+            .unwrap()
+    };
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    for (name, w) in &weights {
+        let (gguf, dtype, w) = if name == "model.embed_tokens.weight" {
+            ("token_embd.weight".to_owned(), GgmlDType::Q8_0, w.clone())
+        } else if name == "model.norm.weight" {
+            ("output_norm.weight".to_owned(), GgmlDType::F32, w.clone())
+        } else {
+            let rest = name.strip_prefix("model.layers.").unwrap();
+            let (layer, module) = rest.split_once('.').unwrap();
+            let (short, dtype, w) = match module {
+                "input_layernorm.weight" => ("attn_norm", GgmlDType::F32, w.clone()),
+                "post_attention_layernorm.weight" => ("ffn_norm", GgmlDType::F32, w.clone()),
+                "self_attn.q_proj.weight" => (
+                    "attn_q",
+                    GgmlDType::Q4_1,
+                    permute(w, cfg.num_attention_heads),
+                ),
+                "self_attn.k_proj.weight" => (
+                    "attn_k",
+                    GgmlDType::Q4_1,
+                    permute(w, cfg.num_key_value_heads),
+                ),
+                "self_attn.v_proj.weight" => ("attn_v", GgmlDType::Q4_1, w.clone()),
+                "self_attn.o_proj.weight" => ("attn_output", GgmlDType::Q4_1, w.clone()),
+                "mlp.gate_proj.weight" => ("ffn_gate", GgmlDType::Q4_1, w.clone()),
+                "mlp.up_proj.weight" => ("ffn_up", GgmlDType::Q4_1, w.clone()),
+                "mlp.down_proj.weight" => ("ffn_down", GgmlDType::Q4_1, w.clone()),
+                other => panic!("unexpected weight {other}"),
+            };
+            (format!("blk.{layer}.{short}.weight"), dtype, w)
+        };
+        tensors.push((gguf, QTensor::quantize(&w, dtype).unwrap()));
+    }
+    use gguf_file::Value as V;
+    let u = |x: usize| V::U32(x as u32);
+    let metadata = [
+        ("general.architecture", V::String("llama".into())),
+        ("llama.embedding_length", u(cfg.hidden_size)),
+        ("llama.feed_forward_length", u(cfg.intermediate_size)),
+        ("llama.block_count", u(cfg.num_hidden_layers)),
+        ("llama.attention.head_count", u(cfg.num_attention_heads)),
+        ("llama.attention.head_count_kv", u(cfg.num_key_value_heads)),
+        ("llama.context_length", u(cfg.max_position_embeddings)),
+        ("llama.rope.freq_base", V::F32(cfg.rope_theta as f32)),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            V::F32(cfg.rms_norm_eps as f32),
+        ),
+    ];
+    let path = dir.join("tiny.Q4_1.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let md: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut file, &md, &ts).unwrap();
+    pipe_model::ResolvedModel::Gguf { path }
+}
+
+#[test]
+fn gguf_blocks_decode_like_the_dequantized_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = tiny_gguf(dir.path());
+    // The same weights, dequantized to f32 (the model training uses).
+    let mut f32_model = load_model(&gguf, DType::F32, &Device::Cpu).unwrap();
+    assert!(!f32_model.has_packed());
+    with_live_lora(&mut f32_model, 0.0);
+    let spec = LoraSpec::new(2, 4.0, 0.0, &["all-linear".into()], false).unwrap();
+    let adapter = dir.path().join("adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    lora::save_adapter(&adapter, &f32_model, &spec, "tiny").unwrap();
+
+    let prompts: Vec<Vec<u32>> = ["the court", "a statute of limitations"]
+        .iter()
+        .map(|s| s.bytes().map(u32::from).collect())
+        .collect();
+    // Logits through the prompt and four decode steps.
+    let decode = |g: &mut Generator| -> Vec<Vec<f32>> {
+        let mut all = g.start(&prompts).unwrap();
+        for step in 0..4u32 {
+            all.extend(g.step(&[100 + step, 101 + step]).unwrap());
+        }
+        all
+    };
+    for with_adapter in [false, true] {
+        let reference = if with_adapter {
+            let mut m = load_model(&gguf, DType::F32, &Device::Cpu).unwrap();
+            let (s, t) = lora::load_adapter(&adapter).unwrap();
+            lora::apply_adapter(&mut m, &s, &t, &adapter).unwrap();
+            decode(&mut Generator::from_model(m, 0))
+        } else {
+            decode(&mut Generator::from_model(
+                load_model(&gguf, DType::F32, &Device::Cpu).unwrap(),
+                0,
+            ))
+        };
+        let mut packed =
+            Generator::load(&gguf, with_adapter.then_some(adapter.as_path()), 0).unwrap();
+        assert!(packed.model().has_packed());
+        let got = decode(&mut packed);
+        for (step, (a, b)) in reference.iter().zip(&got).enumerate() {
+            let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            // 8-bit activations in the decode steps; the prompt runs in f32.
+            assert!(
+                diff <= 0.005 * scale,
+                "adapter {with_adapter}, output {step}: logits differ by {diff} (scale {scale})"
+            );
+        }
     }
 }

@@ -110,6 +110,7 @@ fn main() {
             dropout: None,
             skip_frozen_grads: !plain,
             fused: !unfused,
+            no_grad: false,
         };
         let (loss, _) = batch_loss(&model, &b, &mut fwd).expect("forward");
         let loss = loss.affine(1.0 / n as f64, 0.0).unwrap();
