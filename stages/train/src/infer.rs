@@ -152,12 +152,12 @@ impl Generator {
             positions: &positions,
             mask,
         };
-        let hidden = m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::inference())?;
+        let hidden = m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::decode())?;
         self.cached += 1;
         for p in &mut self.next_pos {
             *p += 1;
         }
-        let logits = m.logits(&hidden, false)?;
+        let logits = m.decode_logits(&hidden)?;
         self.rows_to_vecs(logits)
     }
 

@@ -72,9 +72,10 @@ pub struct Fwd<'a> {
     pub skip_frozen_grads: bool,
     /// Use the fused kernels of [`crate::fused`] (f32 on the CPU only).
     pub fused: bool,
-    /// No backward follows: LoRA weights enter as constants, so the graph is
-    /// not recorded and packed weights may serve short inputs.
+    /// No backward follows: LoRA weights enter as constants, so no graph is recorded.
     pub no_grad: bool,
+    /// A decode step: packed weights ([`crate::packed`]) serve inputs of a few rows.
+    pub decode: bool,
 }
 
 impl Fwd<'_> {
@@ -85,14 +86,23 @@ impl Fwd<'_> {
             skip_frozen_grads: true,
             fused: true,
             no_grad: false,
+            decode: false,
         }
     }
 
-    /// No dropout and no backward to follow (generation, scoring, validation).
+    /// No dropout and no backward to follow (prefill, scoring, validation).
     pub fn inference() -> Fwd<'static> {
         Fwd {
             no_grad: true,
             ..Fwd::eval()
+        }
+    }
+
+    /// A decode step of generation: [`Fwd::inference`] plus packed weights.
+    pub fn decode() -> Fwd<'static> {
+        Fwd {
+            decode: true,
+            ..Fwd::inference()
         }
     }
 }
@@ -108,9 +118,10 @@ fn frozen_matmul(x: &Tensor, w: &Tensor, skip_frozen_grads: bool) -> Result<Tens
     }
 }
 
-/// Whether a packed weight should serve `x`: a few rows outside any graph.
-fn use_packed(x: &Tensor, no_grad: bool) -> Result<bool> {
-    Ok(no_grad
+/// Whether a packed weight should serve `x`: a decode step's few rows,
+/// outside any graph.
+fn use_packed(x: &Tensor, decode: bool) -> Result<bool> {
+    Ok(decode
         && !x.track_op()
         && x.device().is_cpu()
         && x.dims()
@@ -122,7 +133,7 @@ impl Linear {
     /// `x: [rows, in] -> [rows, out]`.
     pub fn forward(&self, x: &Tensor, fwd: &mut Fwd<'_>) -> Result<Tensor> {
         let mut y = match &self.packed {
-            Some(p) if use_packed(x, fwd.no_grad)? => p.forward(x)?,
+            Some(p) if use_packed(x, fwd.decode)? => p.forward(x)?,
             _ => frozen_matmul(x, &self.weight, fwd.skip_frozen_grads)?,
         };
         if let Some(bias) = &self.bias {
@@ -493,11 +504,6 @@ impl Llama {
 
     /// Logits `[rows, vocab]` for hidden rows `[rows, hidden]`.
     pub fn logits(&self, hidden: &Tensor, skip_frozen_grads: bool) -> Result<Tensor> {
-        if let Some(p) = &self.packed_head
-            && use_packed(hidden, true)?
-        {
-            return p.forward(hidden);
-        }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         frozen_matmul(hidden, head, skip_frozen_grads)
     }
@@ -509,6 +515,14 @@ impl Llama {
                 .layers
                 .iter()
                 .any(|l| PROJECTIONS.iter().any(|n| l.proj(n).packed.is_some()))
+    }
+
+    /// Logits of a decode step: the packed head when there is one.
+    pub fn decode_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        match &self.packed_head {
+            Some(p) if use_packed(hidden, true)? => p.forward(hidden),
+            _ => self.logits(hidden, false),
+        }
     }
 
     /// Give projections and the LM head their GGUF-block copies (by Hugging

@@ -337,6 +337,7 @@ pub fn train(
                 skip_frozen_grads: opts.skip_frozen_grads,
                 fused: opts.fused,
                 no_grad: false,
+                decode: false,
             };
             let (loss, _) = batch_loss(&model, batch, &mut fwd)?;
             loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;

@@ -161,6 +161,7 @@ fn frozen_op_gives_the_same_gradients_as_plain_matmul() {
             skip_frozen_grads: skip,
             fused: false,
             no_grad: false,
+            decode: false,
         };
         let (loss, _) = batch_loss(&model, &batch, &mut fwd).unwrap();
         let g = loss.backward().unwrap();
@@ -452,6 +453,7 @@ fn fused_kernels_match_composed_ops() {
             skip_frozen_grads: true,
             fused,
             no_grad: false,
+            decode: false,
         };
         let (loss, _) = batch_loss(&model, &batch, &mut fwd).unwrap();
         let g = loss.backward().unwrap();
@@ -592,14 +594,25 @@ fn gguf_blocks_decode_like_the_dequantized_model() {
             Generator::load(&gguf, with_adapter.then_some(adapter.as_path()), 0).unwrap();
         assert!(packed.model().has_packed());
         let got = decode(&mut packed);
+        let mut decode_diff = 0f32;
         for (step, (a, b)) in reference.iter().zip(&got).enumerate() {
             let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            // 8-bit activations in the decode steps; the prompt runs in f32.
+            // The prompt runs on the f32 weights (the first two outputs);
+            // decode steps on the blocks, with 8-bit activations.
+            let bound = if step < prompts.len() { 1e-5 } else { 5e-3 };
+            if step >= prompts.len() {
+                decode_diff = decode_diff.max(diff);
+            }
             assert!(
-                diff <= 0.005 * scale,
+                diff <= bound * scale,
                 "adapter {with_adapter}, output {step}: logits differ by {diff} (scale {scale})"
             );
         }
+        // Rounded activations cannot give identical logits: the blocks were used.
+        assert!(
+            decode_diff > 0.0,
+            "decode steps did not use the GGUF blocks"
+        );
     }
 }

@@ -111,6 +111,7 @@ fn main() {
             skip_frozen_grads: !plain,
             fused: !unfused,
             no_grad: false,
+            decode: false,
         };
         let (loss, _) = batch_loss(&model, &b, &mut fwd).expect("forward");
         let loss = loss.affine(1.0 / n as f64, 0.0).unwrap();
