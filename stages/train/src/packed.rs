@@ -65,7 +65,7 @@ impl PackedWeight {
             GgmlDType::Q8_0 => BlockFormat::Q8_0,
             _ => return None,
         };
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return None;
         }
         let blocks = rows * cols / BLOCK;
