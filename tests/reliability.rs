@@ -175,6 +175,18 @@ fn has_checkpoint(scratch: &Path) -> bool {
         })
 }
 
+/// `pipe run recipe.yaml` in `dir` as a child process to be killed.
+fn spawn_run(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["run", "recipe.yaml"])
+        .current_dir(dir)
+        .env_remove("PIPE_CACHE_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn kill_at_random_moments(kills: usize, seed: u64) {
     let reference = Sandbox::new();
     reference.write("recipe.yaml", KILL_RECIPE);
@@ -192,14 +204,7 @@ fn kill_at_random_moments(kills: usize, seed: u64) {
     let mut next = move || rng.next_u64();
     // First a kill right after training wrote its first checkpoint, so that
     // resuming is exercised whatever the random moments below hit.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
-        .args(["run", "recipe.yaml"])
-        .current_dir(sb.path())
-        .env_remove("PIPE_CACHE_DIR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(sb.path());
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !has_checkpoint(&sb.join(".pipe/scratch")) {
         assert!(
@@ -216,14 +221,7 @@ fn kill_at_random_moments(kills: usize, seed: u64) {
     child.wait().unwrap();
     verify_cache(sb.path());
     for _ in 0..kills {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
-            .args(["run", "recipe.yaml"])
-            .current_dir(sb.path())
-            .env_remove("PIPE_CACHE_DIR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(sb.path());
         std::thread::sleep(Duration::from_millis(10 + next() % span_ms));
         let _ = child.kill();
         child.wait().unwrap();
