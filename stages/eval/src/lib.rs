@@ -7,6 +7,7 @@
 //!   stage and `pipe score FILE.jsonl` call ([`score::score_file`]).
 //! - [`prompted`]: the prompt-only baseline's few-shot prompts and seeded shot choice.
 //! - [`review`]: blind review packs for experts and the summary of their scores.
+//! - [`subset`]: which test rows `max_examples` evaluates (spread over tasks).
 //! - [`tasks`]: classification per task (each task its own label set and report).
 //! - [`general`]: general-ability regression, multiple choice scored by letter likelihood.
 //! - [`gates`]: CI gates (`rougeL: ">= 0.30"`, `f1_macro: ">= base + 0.05"`) and JUnit XML.
@@ -35,6 +36,7 @@ pub mod prompted;
 pub mod report;
 pub mod review;
 pub mod score;
+pub mod subset;
 pub mod tasks;
 
 #[cfg(feature = "model")]

@@ -19,7 +19,7 @@ use crate::score::{KNOWN_METRICS, ScoreOptions, score};
 use crate::tasks::{score_by_task, task_of};
 
 /// Bump when the report bytes would change for the same inputs.
-pub const EVAL_CODE_VERSION: u32 = 3;
+pub const EVAL_CODE_VERSION: u32 = 4;
 
 /// Params of the `eval` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -90,7 +90,8 @@ pub struct EvalParams {
     /// tasks not listed use `labels`, else their distinct test labels.
     #[serde(default)]
     pub task_labels: BTreeMap<String, Vec<String>>,
-    /// Evaluate only the first N test rows.
+    /// Evaluate N test rows: a seeded choice spread over the tasks in proportion to
+    /// their size (each task gets at least one while N allows), in table order.
     #[serde(default)]
     pub max_examples: Option<usize>,
     /// Sampling seed; defaults to the recipe's seed.
@@ -280,7 +281,18 @@ pub fn run_eval(
         message: e.to_string(),
     })?;
     if let Some(n) = params.max_examples {
-        rows.truncate(n);
+        let view: Vec<(Option<&str>, &str)> = rows
+            .iter()
+            .map(|r| (r.row.task.as_deref(), r.rendered.as_str()))
+            .collect();
+        let keep = crate::subset::spread_over_tasks(&view, n, params.seed.unwrap_or(inputs.seed));
+        let mut keep = keep.into_iter().peekable();
+        let mut index = 0;
+        rows.retain(|_| {
+            let kept = keep.next_if_eq(&index).is_some();
+            index += 1;
+            kept
+        });
     }
     if rows.is_empty() {
         return Err(EvalError::Input {
