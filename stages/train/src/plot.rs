@@ -41,14 +41,24 @@ pub fn loss_svg(path: &Path, train: &[(u64, f64)], validation: &[(u64, f64)]) ->
         .y_desc("loss per trained token")
         .draw()
         .map_err(|e| err(e.to_string()))?;
+    let raw: Vec<(f64, f64)> = train
+        .iter()
+        .filter(finite)
+        .map(|(s, l)| (*s as f64, *l))
+        .collect();
+    // Per-step loss on small batches is noisy; the trend is what one reads, so
+    // the raw curve is drawn faint and a smoothed one over it.
+    let faint = RGBColor(170, 195, 240);
     chart
-        .draw_series(LineSeries::new(
-            train.iter().filter(finite).map(|(s, l)| (*s as f64, *l)),
-            &BLUE,
-        ))
+        .draw_series(LineSeries::new(raw.iter().copied(), &faint))
         .map_err(|e| err(e.to_string()))?
-        .label("train")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE));
+        .label("train (per step)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], faint));
+    chart
+        .draw_series(LineSeries::new(smoothed(&raw), BLUE.stroke_width(2)))
+        .map_err(|e| err(e.to_string()))?
+        .label("train (smoothed)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
     if !validation.is_empty() {
         chart
             .draw_series(LineSeries::new(
@@ -62,13 +72,34 @@ pub fn loss_svg(path: &Path, train: &[(u64, f64)], validation: &[(u64, f64)]) ->
             .label("validation")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
     }
+    // Loss falls, so the upper right corner is usually empty; plotters'
+    // default (the middle) puts the legend over the curves.
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
+}
+
+/// Exponential moving average with a bias correction, as TensorBoard's
+/// smoothing slider: the first points are not pulled towards zero. The weight
+/// grows with the run so that a long run is smoothed over about 1/20 of it.
+fn smoothed(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let weight = (1.0 - 20.0 / points.len().max(1) as f64).clamp(0.6, 0.98);
+    let mut average = 0.0;
+    let mut norm = 0.0;
+    points
+        .iter()
+        .map(|&(x, y)| {
+            average = weight * average + (1.0 - weight) * y;
+            norm = weight * norm + (1.0 - weight);
+            (x, average / norm)
+        })
+        .collect()
 }
 
 /// Rasterize the chart at `svg` to `png` at the SVG's size. Text is drawn with
@@ -112,4 +143,28 @@ pub fn svg_to_png(svg: &Path, png: &Path) -> Result<()> {
     );
     let bytes = pixmap.encode_png().map_err(|e| err(e.to_string()))?;
     crate::lora::write_atomic(png, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smoothed;
+
+    #[test]
+    fn smoothing_keeps_a_constant_and_follows_a_step() {
+        let flat: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, 2.0)).collect();
+        for (_, y) in smoothed(&flat) {
+            assert!((y - 2.0).abs() < 1e-12, "{y}");
+        }
+        let step: Vec<(f64, f64)> = (0..200)
+            .map(|i| (i as f64, if i < 100 { 4.0 } else { 1.0 }))
+            .collect();
+        let s = smoothed(&step);
+        assert!((s[0].1 - 4.0).abs() < 1e-12);
+        assert!(
+            s[105].1 > 1.5 && s[105].1 < 4.0,
+            "lags behind: {}",
+            s[105].1
+        );
+        assert!((s[199].1 - 1.0).abs() < 0.05, "catches up: {}", s[199].1);
+    }
 }
