@@ -24,6 +24,30 @@ fn rows_matmul(x: Tensor, w: &Tensor) -> Result<(CpuStorage, Shape)> {
     Ok((storage, shape))
 }
 
+impl FrozenLinear {
+    /// `x Wᵀ` written straight into the output buffer: no copy of the input
+    /// into a tensor and none of the product out of one.
+    fn forward_f32(&self, x: &[f32], layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (out, inner) = self.weight.dims2()?;
+        let (w_storage, w_layout) = self.weight.storage_and_layout();
+        let w = match &*w_storage {
+            candle_core::Storage::Cpu(CpuStorage::F32(w)) => w_layout
+                .contiguous_offsets()
+                .map(|(a, b)| &w[a..b])
+                .ok_or_else(|| {
+                    candle_core::Error::Msg("frozen-linear: weight not contiguous".into())
+                })?,
+            _ => candle_core::bail!("frozen-linear: the weight is not f32 on the CPU"),
+        };
+        let rows = x.len() / inner;
+        let mut y = vec![0f32; rows * out];
+        matmul_into(&mut y, x, w, (rows, out, inner), true);
+        let mut dims = layout.dims().to_vec();
+        *dims.last_mut().expect("a matrix") = out;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+}
+
 impl CustomOp1 for FrozenLinear {
     fn name(&self) -> &'static str {
         "frozen-linear"
@@ -33,6 +57,9 @@ impl CustomOp1 for FrozenLinear {
         let (start, end) = layout
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::Msg("frozen-linear: input not contiguous".into()))?;
+        if let CpuStorage::F32(v) = storage {
+            return self.forward_f32(&v[start..end], layout);
+        }
         let dev = candle_core::Device::Cpu;
         // The input is copied into a plain tensor so the matmul runs on candle's
         // gemm; the copy is O(activations), small next to the O(activations x out) product.
@@ -46,5 +73,53 @@ impl CustomOp1 for FrozenLinear {
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad_res.contiguous()?.matmul(&self.weight)?))
+    }
+}
+
+/// `dst [m, n] = a [m, k] · bᵀ` for `b [n, k]` (`transpose_b`) or `a · b` for
+/// `b [k, n]`; row-major, parallel over candle's thread count.
+pub(crate) fn matmul_into(
+    dst: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    (m, n, k): (usize, usize, usize),
+    transpose_b: bool,
+) {
+    assert!(dst.len() == m * n && a.len() == m * k && b.len() == n * k);
+    let (b_rs, b_cs) = if transpose_b {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound every index gemm computes from these
+    // sizes and strides; `dst` does not alias `a` or `b` (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
     }
 }

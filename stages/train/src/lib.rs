@@ -34,6 +34,7 @@ pub mod data;
 pub mod error;
 pub mod frozen;
 pub mod fused;
+pub mod head;
 pub mod infer;
 pub mod llama;
 pub mod loader;
@@ -54,7 +55,7 @@ pub const CUDA_ENABLED: bool = cfg!(feature = "cuda");
 pub use infer::Generator;
 
 /// Bump when the bytes the train stage writes would change for the same inputs.
-pub const TRAIN_CODE_VERSION: u32 = 2;
+pub const TRAIN_CODE_VERSION: u32 = 3;
 
 /// Peak resident memory of this process in GiB (Linux `VmHWM`; NaN elsewhere),
 /// for the benchmark binaries.
@@ -77,5 +78,16 @@ pub fn set_threads(threads: usize) {
         // SAFETY: called once at stage start, before any worker thread of ours
         // reads the environment (the documented requirement of set_var).
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+    // Candle runs element-wise ops on a thread pool of its own (sized by
+    // CANDLE_NUM_THREADS, else RAYON_NUM_THREADS) whose idle workers spin ~25,000
+    // times before sleeping, and whose caller spins until they finish. Matmuls
+    // and our fused kernels already keep every core busy through rayon, so those
+    // spins take turns from the threads doing the work: a third of the CPU time
+    // of a SmolLM2 training step on 2 cores. One thread makes that pool run ops
+    // inline on the caller. Unless the user chose otherwise.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
 }

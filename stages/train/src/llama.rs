@@ -591,8 +591,14 @@ impl Llama {
         }
         let rows = Tensor::from_vec(rows, n, &self.device)?;
         let h = hidden.index_select(&rows, 0)?;
+        let fused_cpu = fwd.fused && self.dtype == DType::F32 && self.device.is_cpu();
+        if fused_cpu && fwd.skip_frozen_grads && h.track_op() {
+            let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+            let op = crate::head::HeadCrossEntropy::new(head.clone(), Arc::new(targets));
+            return Ok((h.contiguous()?.apply_op1(op)?, n));
+        }
         let logits = self.logits(&h, fwd.skip_frozen_grads)?;
-        if fwd.fused && self.dtype == DType::F32 && self.device.is_cpu() {
+        if fused_cpu {
             let loss = logits.apply_op1(fused::CrossEntropySum {
                 targets: Arc::new(targets),
             })?;
