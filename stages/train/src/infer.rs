@@ -15,6 +15,9 @@ use crate::llama::{Fwd, Inputs, KvCache, Llama, left_pad_mask, segment_mask};
 use crate::loader::load_for_inference;
 use crate::lora::{apply_adapter, load_adapter};
 
+/// Prompt positions per prefill pass: attention scores of `[b, heads, 512, t]`.
+pub const PREFILL_CHUNK: usize = 512;
+
 /// A loaded model (plus adapter) ready to score and generate.
 pub struct Generator {
     model: Llama,
@@ -25,6 +28,8 @@ pub struct Generator {
     cached: usize,
     /// Next position id of each sequence.
     next_pos: Vec<u32>,
+    /// Most prompt positions one prefill forward pass takes (see [`Generator::start`]).
+    prefill_chunk: usize,
     #[allow(dead_code)]
     seed: u64,
 }
@@ -73,8 +78,15 @@ impl Generator {
             pads: Vec::new(),
             cached: 0,
             next_pos: Vec::new(),
+            prefill_chunk: PREFILL_CHUNK,
             seed,
         }
+    }
+
+    /// Prefill prompts in passes of at most `positions` (default [`PREFILL_CHUNK`]).
+    pub fn with_prefill_chunk(mut self, positions: usize) -> Self {
+        self.prefill_chunk = positions.max(1);
+        self
     }
 
     pub fn model(&self) -> &Llama {
@@ -112,18 +124,36 @@ impl Generator {
         }
         self.next_pos = prompts.iter().map(|p| p.len() as u32).collect();
         self.cache = KvCache::default();
+        self.cached = 0;
+        // The prompt goes through in passes of `prefill_chunk` positions over
+        // the growing KV cache: one pass over a batch of few-shot prompts would
+        // hold `[b, heads, t, t]` attention scores, gigabytes at t = 2,000.
         let m = &self.model;
-        let mask = left_pad_mask(b, t, 0, &self.pads, m.dtype, &m.device)?;
-        let inputs = Inputs {
-            b,
-            t,
-            ids: &ids,
-            positions: &positions,
-            mask,
-        };
-        let hidden = m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::inference())?;
-        self.cached = t;
-        let last: Vec<u32> = (0..b).map(|r| (r * t + t - 1) as u32).collect();
+        let mut hidden = None;
+        for start in (0..t).step_by(self.prefill_chunk) {
+            let len = self.prefill_chunk.min(t - start);
+            let chunk = |v: &[u32]| -> Vec<u32> {
+                (0..b)
+                    .flat_map(|r| v[r * t + start..r * t + start + len].iter().copied())
+                    .collect()
+            };
+            let (chunk_ids, chunk_positions) = (chunk(&ids), chunk(&positions));
+            let mask = left_pad_mask(b, len, start, &self.pads, m.dtype, &m.device)?;
+            let inputs = Inputs {
+                b,
+                t: len,
+                ids: &chunk_ids,
+                positions: &chunk_positions,
+                mask,
+            };
+            hidden = Some((
+                m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::inference())?,
+                len,
+            ));
+            self.cached = start + len;
+        }
+        let (hidden, len) = hidden.expect("t >= 1");
+        let last: Vec<u32> = (0..b).map(|r| (r * len + len - 1) as u32).collect();
         let last = Tensor::from_vec(last, b, &m.device)?;
         let logits = m.logits(&hidden.index_select(&last, 0)?, false)?;
         self.rows_to_vecs(logits)

@@ -437,6 +437,20 @@ fn generator_batches_left_padded_prompts_and_caches_keys() {
     let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f32>().ln();
     assert!((row[7] - lse - lp[lp.len() - 1]).abs() < 1e-4);
+
+    // A prefill in passes of 3 positions (over the padding of p2, too) gives
+    // the logits of one pass, and decoding continues from the same cache.
+    let mut chunked = Generator::load(&model_ref, None, 0)
+        .unwrap()
+        .with_prefill_chunk(3);
+    let batched_in_passes = chunked.start(&[p1.clone(), p2.clone()]).unwrap();
+    let next_in_passes = chunked.step(&[104, 105]).unwrap();
+    for (x, y) in batched.iter().zip(&batched_in_passes) {
+        assert!(close(x, y), "a prefill in passes changes logits");
+    }
+    for (x, y) in next.iter().zip(&next_in_passes) {
+        assert!(close(x, y), "decoding after a prefill in passes differs");
+    }
 }
 
 #[test]
