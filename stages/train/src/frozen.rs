@@ -41,7 +41,7 @@ impl FrozenLinear {
         };
         let rows = x.len() / inner;
         let mut y = vec![0f32; rows * out];
-        matmul_into(&mut y, x, w, (rows, out, inner), true);
+        matmul_parallel(&mut y, (x, false), (w, true), (rows, out, inner));
         let mut dims = layout.dims().to_vec();
         *dims.last_mut().expect("a matrix") = out;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -76,29 +76,29 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
-/// `dst [m, n] = a [m, k] · bᵀ` for `b [n, k]` (`transpose_b`) or `a · b` for
-/// `b [k, n]`; row-major, parallel over candle's thread count.
-pub(crate) fn matmul_into(
+/// `dst [m, n] = op(a) · op(b)`, row-major: `a` is `[m, k]` (`[k, m]` when
+/// `a_t`), `b` is `[k, n]` (`[n, k]` when `b_t`). The one place that calls
+/// gemm (the kernel candle's own matmul uses on the CPU) directly.
+pub(crate) fn matmul(
     dst: &mut [f32],
-    a: &[f32],
-    b: &[f32],
+    (a, a_t): (&[f32], bool),
+    (b, b_t): (&[f32], bool),
     (m, n, k): (usize, usize, usize),
-    transpose_b: bool,
+    parallelism: gemm::Parallelism,
 ) {
-    assert!(dst.len() == m * n && a.len() == m * k && b.len() == n * k);
-    let (b_rs, b_cs) = if transpose_b {
+    assert!(dst.len() == m * n && a.len() == m * k && b.len() == k * n);
+    let (a_rs, a_cs) = if a_t {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (b_rs, b_cs) = if b_t {
         (1, k as isize)
     } else {
         (n as isize, 1)
     };
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above bound every index gemm computes from these
-    // sizes and strides; `dst` does not alias `a` or `b` (it is borrowed mutably).
+    // SAFETY: the assert bounds every index these sizes and strides reach;
+    // `dst` is a unique borrow, so it aliases neither input.
     unsafe {
         gemm::gemm(
             m,
@@ -109,8 +109,8 @@ pub(crate) fn matmul_into(
             n as isize,
             false,
             a.as_ptr(),
-            1,
-            k as isize,
+            a_cs,
+            a_rs,
             b.as_ptr(),
             b_cs,
             b_rs,
@@ -122,4 +122,20 @@ pub(crate) fn matmul_into(
             parallelism,
         )
     }
+}
+
+/// [`matmul`] over candle's thread count (`RAYON_NUM_THREADS`).
+pub(crate) fn matmul_parallel(
+    dst: &mut [f32],
+    a: (&[f32], bool),
+    b: (&[f32], bool),
+    dims: (usize, usize, usize),
+) {
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    matmul(dst, a, b, dims, parallelism)
 }

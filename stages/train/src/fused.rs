@@ -1,10 +1,11 @@
 //! Fused CPU kernels with hand-written backward passes for the hot blocks of
-//! the decoder: RMSNorm with a frozen weight, rotary embedding, SwiGLU, masked
-//! softmax and cross-entropy.
+//! the decoder: RMSNorm with a frozen weight, rotary embedding, SwiGLU and
+//! cross-entropy (attention is in `attention.rs`, the LM head with its loss in
+//! `head.rs`).
 //!
 //! Composed from primitive ops these blocks are correct but slow to train: each
 //! primitive stores its output for backward and adds its own pass over memory
-//! (the softmax alone keeps six `[b, heads, t, t]` tensors per layer). Each op
+//! (a composed softmax keeps six `[b, heads, t, t]` tensors per layer). Each op
 //! here stores only its input or output and computes its gradient in one pass,
 //! as unsloth's kernels do. They are used for f32 on the CPU; other dtypes and
 //! devices take the composed path in `llama.rs`, which the tests compare against.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let (a, b) = l
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input not contiguous")))?;
@@ -24,7 +25,7 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     }
 }
 
-fn values(t: &Tensor) -> Result<Vec<f32>> {
+pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
@@ -193,76 +194,6 @@ impl CustomOp2 for SwiGlu {
             Some(Tensor::from_vec(dg, gate.shape(), dev)?),
             Some(Tensor::from_vec(du, up.shape(), dev)?),
         ))
-    }
-}
-
-/// Softmax over the last dim of scores `[b, groups, t, T]` after adding the
-/// mask `[b, t, T]` (0 or -inf). Only the probabilities are kept for backward.
-pub struct MaskedSoftmax {
-    pub mask: Arc<Vec<f32>>,
-}
-
-impl CustomOp1 for MaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "fused-masked-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, self.name())?;
-        let dims = l.dims();
-        let (groups, t, big_t) = (dims[1], dims[2], dims[3]);
-        let mask = &self.mask;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(t * big_t)
-            .zip(x.par_chunks(t * big_t))
-            .enumerate()
-            .for_each(|(bg, (yc, xc))| {
-                let b = bg / groups;
-                for i in 0..t {
-                    let m = &mask[(b * t + i) * big_t..(b * t + i + 1) * big_t];
-                    let (xr, yr) = (
-                        &xc[i * big_t..(i + 1) * big_t],
-                        &mut yc[i * big_t..(i + 1) * big_t],
-                    );
-                    let mut max = f32::NEG_INFINITY;
-                    for j in 0..big_t {
-                        yr[j] = xr[j] + m[j];
-                        max = max.max(yr[j]);
-                    }
-                    let mut sum = 0.0;
-                    for v in yr.iter_mut() {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    }
-                    let inv = 1.0 / sum;
-                    for v in yr.iter_mut() {
-                        *v *= inv;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(y), l.shape().clone()))
-    }
-
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (p, g) = (values(res)?, values(grad)?);
-        let big_t = arg.dim(candle_core::D::Minus1)?;
-        let mut dx = vec![0f32; p.len()];
-        let chunk = big_t * rows_per_task(big_t);
-        dx.par_chunks_mut(chunk)
-            .zip(p.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .for_each(|(dc, (pc, gc))| {
-                for ((dr, pr), gr) in dc
-                    .chunks_mut(big_t)
-                    .zip(pc.chunks(big_t))
-                    .zip(gc.chunks(big_t))
-                {
-                    let dot: f32 = pr.iter().zip(gr).map(|(a, b)| a * b).sum();
-                    for j in 0..big_t {
-                        dr[j] = pr[j] * (gr[j] - dot);
-                    }
-                }
-            });
-        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
 

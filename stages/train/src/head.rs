@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::frozen::matmul_into;
+use crate::frozen::matmul_parallel;
+use crate::fused::slice;
 
 /// Rows of the hidden state per block: a `[block, vocab]` scratch of a few MB
 /// that gives the matmuls enough rows to run at full speed.
@@ -41,26 +42,16 @@ impl HeadCrossEntropy {
     }
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::Msg(format!("head-cross-entropy: {what} not contiguous"))
-    })?;
-    match s {
-        CpuStorage::F32(v) => Ok(&v[a..b]),
-        _ => candle_core::bail!("head-cross-entropy: {what} is not f32"),
-    }
-}
-
 impl CustomOp1 for HeadCrossEntropy {
     fn name(&self) -> &'static str {
         "head-cross-entropy"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let h = contiguous_f32(s, l, "hidden state")?;
+        let h = slice(s, l, "head-cross-entropy (hidden state)")?;
         let (w_storage, w_layout) = self.weight.storage_and_layout();
         let w = match &*w_storage {
-            Storage::Cpu(c) => contiguous_f32(c, w_layout, "head weight")?,
+            Storage::Cpu(c) => slice(c, w_layout, "head-cross-entropy (weight)")?,
             _ => candle_core::bail!("head-cross-entropy: the head weight is not on the CPU"),
         };
         let (vocab, hidden) = self.weight.dims2()?;
@@ -78,7 +69,7 @@ impl CustomOp1 for HeadCrossEntropy {
             let m = BLOCK_ROWS.min(rows - start);
             let block = &mut probs[..m * vocab];
             let h_block = &h[start * hidden..(start + m) * hidden];
-            matmul_into(block, h_block, w, (m, vocab, hidden), true);
+            matmul_parallel(block, (h_block, false), (w, true), (m, vocab, hidden));
             // Logits -> loss and softmax - onehot, one row per task.
             block
                 .par_chunks_mut(vocab)
@@ -100,12 +91,11 @@ impl CustomOp1 for HeadCrossEntropy {
                     }
                     row[t as usize] -= 1.0;
                 });
-            matmul_into(
+            matmul_parallel(
                 &mut grad[start * hidden..(start + m) * hidden],
-                block,
-                w,
+                (block, false),
+                (w, false),
                 (m, hidden, vocab),
-                false,
             );
         }
         *self.grad_per_unit.lock().expect("not poisoned") = grad;

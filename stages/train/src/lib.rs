@@ -29,6 +29,7 @@
 //! # let _ = logits;
 //! ```
 
+pub mod attention;
 pub mod config;
 pub mod data;
 pub mod error;

@@ -473,17 +473,21 @@ impl Llama {
             }
             let big_t = k.dim(2)?;
             let q = q.reshape((b, nkv, rep * t, hd))?;
-            let att = q.matmul(&k.t()?)?;
-            let att = if fused {
-                att.reshape((b, nkv * rep, t, big_t))?
-                    .apply_op1(fused::MaskedSoftmax {
+            let y = if fused {
+                q.contiguous()?.apply_op3(
+                    &k.contiguous()?,
+                    &v.contiguous()?,
+                    crate::attention::FusedAttention {
                         mask: mask32.clone(),
-                    })?
+                        t,
+                    },
+                )?
             } else {
+                let att = q.matmul(&k.t()?)?;
                 let att = att.reshape((b, nkv, rep, t, big_t))?.broadcast_add(&mask)?;
-                candle_nn::ops::softmax(&att, D::Minus1)?
+                let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+                att.reshape((b, nkv, rep * t, big_t))?.matmul(&v)?
             };
-            let y = att.reshape((b, nkv, rep * t, big_t))?.matmul(&v)?;
             let y = y
                 .reshape((b, nh, t, hd))?
                 .transpose(1, 2)?
