@@ -13,8 +13,9 @@ pub fn py_isspace(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// [`py_isspace`] for an ASCII byte.
 #[inline]
-fn py_isspace_byte(b: u8) -> bool {
+pub const fn py_isspace_byte(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f)
 }
 
@@ -111,21 +112,211 @@ pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Maps token strings to dense ids so that n-grams become integers. Kept
 /// across segments: the vocabulary of a corpus is small, and a hit costs one
-/// hash and no allocation.
+/// hash, one probe and one comparison, with no allocation. Open addressing
+/// over ids, the strings back to back in one buffer.
 #[derive(Default)]
 pub struct Interner {
-    ids: FxMap<String, u32>,
+    /// id + 1 per slot, 0 for empty; the length is a power of two (or 0).
+    slots: Vec<u32>,
+    /// Per id: the hash of its string.
+    hashes: Vec<u64>,
+    /// Per id: where its string lies in `text`.
+    spans: Vec<(u32, u32)>,
+    text: String,
+}
+
+/// A hash of a short string: reads it as at most a few overlapping words
+/// (no byte loop, no copy), mixed FxHash-style; the length goes in too, so
+/// overlapping reads of different strings do not collide systematically.
+#[inline]
+fn hash_token(b: &[u8]) -> u64 {
+    #[inline]
+    fn mix(h: u64, word: u64) -> u64 {
+        (h.rotate_left(5) ^ word).wrapping_mul(SEED)
+    }
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
+    let n = b.len();
+    let h = mix(0, n as u64);
+    if n >= 8 {
+        let mut h = h;
+        let mut i = 0;
+        while i + 8 < n {
+            h = mix(h, word(i));
+            i += 8;
+        }
+        mix(h, word(n - 8))
+    } else if n >= 4 {
+        mix(h, half(0) | (half(n - 4) << 32))
+    } else if n > 0 {
+        mix(
+            h,
+            b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16,
+        )
+    } else {
+        h
+    }
 }
 
 impl Interner {
     #[inline]
     pub fn id(&mut self, token: &str) -> u32 {
-        if let Some(&id) = self.ids.get(token) {
-            return id;
+        let hash = hash_token(token.as_bytes());
+        if self.slots.is_empty() {
+            self.slots = vec![0; 1024];
         }
-        let id = self.ids.len() as u32;
-        self.ids.insert(token.to_owned(), id);
+        let mask = self.slots.len() - 1;
+        let mut slot = (hash >> (64 - self.slots.len().trailing_zeros())) as usize;
+        loop {
+            let entry = self.slots[slot];
+            if entry == 0 {
+                break;
+            }
+            let id = entry - 1;
+            if self.hashes[id as usize] == hash && self.get(id).as_bytes() == token.as_bytes() {
+                return id;
+            }
+            slot = (slot + 1) & mask;
+        }
+        let id = self.hashes.len() as u32;
+        self.slots[slot] = id + 1;
+        self.hashes.push(hash);
+        let start = u32::try_from(self.text.len()).expect("vocabulary text under 4 GiB");
+        self.spans.push((start, token.len() as u32));
+        self.text.push_str(token);
+        if 2 * self.hashes.len() > self.slots.len() {
+            self.grow();
+        }
         id
+    }
+
+    /// The string of `id`.
+    #[inline]
+    pub fn get(&self, id: u32) -> &str {
+        let (start, len) = self.spans[id as usize];
+        &self.text[start as usize..(start + len) as usize]
+    }
+
+    /// Number of distinct strings.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    fn grow(&mut self) {
+        let size = 2 * self.slots.len();
+        let bits = size.trailing_zeros();
+        self.slots = vec![0; size];
+        for (id, &hash) in self.hashes.iter().enumerate() {
+            let mut slot = (hash >> (64 - bits)) as usize;
+            while self.slots[slot] != 0 {
+                slot = (slot + 1) & (size - 1);
+            }
+            self.slots[slot] = id as u32 + 1;
+        }
+    }
+}
+
+/// A multiset of n-gram keys for clipped matching: `add` one side's n-grams,
+/// then `take` the other side's. A key can be taken as many times as it was
+/// added, so the successful takes sum to `Σ min(count_a, count_b)`, the
+/// clipped count of BLEU, chrF and ROUGE-N, without sorting or allocating per
+/// segment. Open addressing with linear probing; key 0 marks an empty slot, so
+/// callers pack token ids + 1 (which also keeps n-grams of different orders
+/// distinct: a longer n-gram has a nonzero high part).
+#[derive(Default)]
+pub struct ClipCounter {
+    keys: Vec<u128>,
+    counts: Vec<u32>,
+    /// Occupied slots, to clear them (and list entries) without a full sweep.
+    used: Vec<u32>,
+    /// log2 of the table size.
+    bits: u32,
+}
+
+impl ClipCounter {
+    /// Empties the counter and makes room for up to `max_keys` distinct keys
+    /// (at most half full, so probes stay short).
+    pub fn reset(&mut self, max_keys: usize) {
+        for &slot in &self.used {
+            self.keys[slot as usize] = 0;
+            self.counts[slot as usize] = 0;
+        }
+        self.used.clear();
+        let want = (2 * max_keys).next_power_of_two().max(64);
+        if want > self.keys.len() {
+            self.keys = vec![0; want];
+            self.counts = vec![0; want];
+            self.bits = want.trailing_zeros();
+        }
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go.
+    #[inline]
+    fn slot(&self, key: u128) -> usize {
+        debug_assert!(key != 0, "key 0 marks empty slots");
+        let mixed = ((key as u64) ^ ((key >> 64) as u64).rotate_left(23))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mask = self.keys.len() - 1;
+        let mut slot = (mixed >> (64 - self.bits)) as usize;
+        loop {
+            let k = self.keys[slot];
+            if k == key || k == 0 {
+                return slot;
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn occupy(&mut self, key: u128) -> usize {
+        let slot = self.slot(key);
+        if self.keys[slot] == 0 {
+            debug_assert!(
+                self.used.len() < self.keys.len() / 2,
+                "more keys than reset() made room for"
+            );
+            self.keys[slot] = key;
+            self.used.push(slot as u32);
+        }
+        slot
+    }
+
+    /// One more occurrence of `key`.
+    #[inline]
+    pub fn add(&mut self, key: u128) {
+        let slot = self.occupy(key);
+        self.counts[slot] += 1;
+    }
+
+    /// Raises the count of `key` to at least `count` (the max over references).
+    #[inline]
+    pub fn raise(&mut self, key: u128, count: u32) {
+        let slot = self.occupy(key);
+        self.counts[slot] = self.counts[slot].max(count);
+    }
+
+    /// Consumes one occurrence of `key` if any is left.
+    #[inline]
+    pub fn take(&mut self, key: u128) -> bool {
+        let slot = self.slot(key);
+        let left = &mut self.counts[slot];
+        if *left > 0 {
+            *left -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The distinct keys with their current counts, in insertion order.
+    pub fn entries(&self) -> impl Iterator<Item = (u128, u32)> + '_ {
+        self.used
+            .iter()
+            .map(|&slot| (self.keys[slot as usize], self.counts[slot as usize]))
     }
 }
 
@@ -153,5 +344,63 @@ mod tests {
         assert_eq!(v, ["a", "b"]);
         assert_eq!(py_split("   ").count(), 0);
         assert_eq!(py_rstrip("ab \u{3000}\n"), "ab");
+    }
+
+    #[test]
+    fn interner_ids_are_dense_and_stable() {
+        let mut interner = Interner::default();
+        // Lengths around every branch of the hash, enough strings to grow twice.
+        let words: Vec<String> = (0..3000)
+            .map(|i| {
+                "ab\u{e9}cdefghijklmnopq"
+                    .chars()
+                    .cycle()
+                    .skip(i % 7)
+                    .take(i % 21)
+                    .collect::<String>()
+                    + &i.to_string()
+            })
+            .chain(["".to_owned(), "a".to_owned(), "a\0".to_owned()])
+            .collect();
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(interner.id(w), i as u32, "{w:?}");
+        }
+        for (i, w) in words.iter().enumerate().rev() {
+            assert_eq!(interner.id(w), i as u32);
+            assert_eq!(interner.get(i as u32), w);
+        }
+        assert_eq!(interner.len(), words.len());
+    }
+
+    #[test]
+    fn clip_counter_sums_clipped_counts() {
+        let mut c = ClipCounter::default();
+        // The second round reuses the table: the first round's keys must be gone.
+        for round in 0..2u128 {
+            let n = 110 - 100 * round as usize;
+            c.reset(n);
+            for k in 1..=n as u128 {
+                // key k added k % 3 times; 0 in another round must not leak.
+                for _ in 0..k % 3 {
+                    c.add(k << 64 | round);
+                }
+            }
+            let mut taken = 0;
+            for k in 1..=n as u128 {
+                for _ in 0..2 {
+                    taken += c.take(k << 64 | round) as usize;
+                }
+            }
+            let want: usize = (1..=n).map(|k| (k % 3).min(2)).sum();
+            assert_eq!(taken, want);
+            assert!(!c.take(1 << 64 | (1 - round)));
+        }
+        c.reset(4);
+        c.raise(7, 2);
+        c.raise(7, 1);
+        c.raise(9, 1);
+        let mut e: Vec<_> = c.entries().collect();
+        e.sort_unstable();
+        assert_eq!(e, [(7, 2), (9, 1)]);
     }
 }
