@@ -158,6 +158,25 @@ fn hash_token(b: &[u8]) -> u64 {
     }
 }
 
+/// `a == b` for tokens, which are mostly short: overlapping word loads
+/// instead of a call to `memcmp`.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 impl Interner {
     #[inline]
     pub fn id(&mut self, token: &str) -> u32 {
@@ -173,7 +192,9 @@ impl Interner {
                 break;
             }
             let id = entry - 1;
-            if self.hashes[id as usize] == hash && self.get(id).as_bytes() == token.as_bytes() {
+            if self.hashes[id as usize] == hash
+                && same_bytes(self.get(id).as_bytes(), token.as_bytes())
+            {
                 return id;
             }
             slot = (slot + 1) & mask;
@@ -360,7 +381,22 @@ mod tests {
                     .collect::<String>()
                     + &i.to_string()
             })
-            .chain(["".to_owned(), "a".to_owned(), "a\0".to_owned()])
+            .chain(
+                [
+                    "", "a", "a\0", "ab", "ba", "abc", "acb", "bac", "abcd", "abdc", "bacd",
+                ]
+                .map(str::to_owned),
+            )
+            .chain(
+                [
+                    "abcdefgh",
+                    "abcdefhg",
+                    "bacdefgh",
+                    "abcdefghijklmnop",
+                    "abcdefghijkmlnop",
+                ]
+                .map(str::to_owned),
+            )
             .collect();
         for (i, w) in words.iter().enumerate() {
             assert_eq!(interner.id(w), i as u32, "{w:?}");
