@@ -236,12 +236,44 @@ fn number_passes(input: &[u8], out: &mut Vec<u8>, tmp: &mut Vec<u8>) {
     );
 }
 
-/// Scratch space of [`tokens_13a`].
+/// Scratch space of [`split_word_13a`].
 #[derive(Default)]
 struct Scratch13a {
     word: Vec<u8>,
     out: Vec<u8>,
     tmp: Vec<u8>,
+}
+
+/// The token ids of the 13a words that passes 2..4 change, by word: such
+/// words ("end.", "1,000", "e-mail") recur all through a corpus, and a lookup
+/// costs less than the passes and the interning of each piece.
+#[derive(Default)]
+struct WordCache13a {
+    words: Interner,
+    /// Per word id: its token ids in `ids`.
+    spans: Vec<(usize, usize)>,
+    ids: Vec<u32>,
+    scratch: Scratch13a,
+}
+
+impl WordCache13a {
+    /// Appends the token ids of one piece from [`tokens_13a`] to `out`.
+    #[inline]
+    fn push(&mut self, interner: &mut Interner, piece: &str, has_sep: bool, out: &mut Vec<u32>) {
+        if !has_sep {
+            out.push(interner.id(piece));
+            return;
+        }
+        let word = self.words.id(piece) as usize;
+        if word == self.spans.len() {
+            let start = self.ids.len();
+            let ids = &mut self.ids;
+            split_word_13a(piece, &mut self.scratch, |t| ids.push(interner.id(t)));
+            self.spans.push((start, self.ids.len()));
+        }
+        let (start, end) = self.spans[word];
+        out.extend_from_slice(&self.ids[start..end]);
+    }
 }
 
 /// What 13a does with an ASCII byte (see [`tokens_13a`]).
@@ -276,7 +308,7 @@ const CLASS_13A: [u8; 256] = {
     class
 };
 
-/// The tokens of 13a's regexp stage on `" " + line + " "`, one by one, without
+/// The tokens of 13a's regexp stage on `" " + line + " "`, without
 /// building the padded and substituted line (the same tokens as
 /// [`regexp_post`], which the tests check).
 ///
@@ -288,17 +320,13 @@ const CLASS_13A: [u8; 256] = {
 /// pass 1 inserted) are none of the first three, cannot be the second
 /// character of any pattern, and start a match exactly as a space would. So
 /// each word is substituted on its own as `" " + word + " "`, and a word with
-/// no `.`, `,` or `-` comes out unchanged.
+/// no `.`, `,` or `-` comes out unchanged. So `emit(piece, has_sep)` receives
+/// tokens (`has_sep` false) and words for [`split_word_13a`] (`has_sep` true).
 ///
 /// With `stop_at_escapes`, gives up (returning false, tokens emitted so far
 /// stand) at the first `<`, `&` or newline, the characters of
 /// [`unescape_13a`], so that a line needing none is scanned once.
-fn tokens_13a(
-    line: &str,
-    stop_at_escapes: bool,
-    scratch: &mut Scratch13a,
-    mut emit: impl FnMut(&str),
-) -> bool {
+fn tokens_13a(line: &str, stop_at_escapes: bool, mut emit: impl FnMut(&str, bool)) -> bool {
     let bytes = line.as_bytes();
     let mut word_start = 0;
     // Whether the current word holds `.`, `,` or `-`.
@@ -315,7 +343,9 @@ fn tokens_13a(
                 if stop_at_escapes && bytes[i] == b'\n' {
                     return false;
                 }
-                emit_word_13a(&line[word_start..i], word_has_sep, scratch, &mut emit);
+                if word_start < i {
+                    emit(&line[word_start..i], word_has_sep);
+                }
                 word_has_sep = false;
                 i += 1;
                 word_start = i;
@@ -324,9 +354,11 @@ fn tokens_13a(
                 if stop_at_escapes && matches!(bytes[i], b'<' | b'&') {
                     return false;
                 }
-                emit_word_13a(&line[word_start..i], word_has_sep, scratch, &mut emit);
+                if word_start < i {
+                    emit(&line[word_start..i], word_has_sep);
+                }
                 word_has_sep = false;
-                emit(&line[i..i + 1]);
+                emit(&line[i..i + 1], false);
                 i += 1;
                 word_start = i;
             }
@@ -334,7 +366,9 @@ fn tokens_13a(
                 let c = line[i..].chars().next().expect("inside the line");
                 let len = c.len_utf8();
                 if py_isspace(c) {
-                    emit_word_13a(&line[word_start..i], word_has_sep, scratch, &mut emit);
+                    if word_start < i {
+                        emit(&line[word_start..i], word_has_sep);
+                    }
                     word_has_sep = false;
                     word_start = i + len;
                 }
@@ -342,22 +376,15 @@ fn tokens_13a(
             }
         }
     }
-    emit_word_13a(&line[word_start..], word_has_sep, scratch, &mut emit);
+    if word_start < bytes.len() {
+        emit(&line[word_start..], word_has_sep);
+    }
     true
 }
 
-/// The tokens of one word of [`tokens_13a`] (possibly empty); `has_sep`:
-/// whether it holds `.`, `,` or `-`, the only characters passes 2..4 change
-/// inside a word.
-#[inline]
-fn emit_word_13a(word: &str, has_sep: bool, scratch: &mut Scratch13a, emit: &mut impl FnMut(&str)) {
-    if word.is_empty() {
-        return;
-    }
-    if !has_sep {
-        emit(word);
-        return;
-    }
+/// The tokens of a word from [`tokens_13a`] that holds `.`, `,` or `-`, the
+/// only characters passes 2..4 change inside a word.
+fn split_word_13a(word: &str, scratch: &mut Scratch13a, mut emit: impl FnMut(&str)) {
     scratch.word.clear();
     scratch.word.push(b' ');
     scratch.word.extend_from_slice(word.as_bytes());
@@ -595,7 +622,7 @@ pub struct Bleu {
     buf: String,
     tmp: String,
     lower: String,
-    scratch: Scratch13a,
+    words_13a: WordCache13a,
     /// Token ids of the references of the current segment, back to back.
     ref_ids: Vec<u32>,
     /// End of each reference in `ref_ids`.
@@ -633,7 +660,7 @@ impl Bleu {
             buf: String::new(),
             tmp: String::new(),
             lower: String::new(),
-            scratch: Scratch13a::default(),
+            words_13a: WordCache13a::default(),
             ref_ids: Vec::new(),
             ref_ends: Vec::new(),
             hyp_ids: Vec::new(),
@@ -653,11 +680,14 @@ impl Bleu {
         };
         let interner = &mut self.interner;
         if self.cfg.tokenize == BleuTokenize::T13a {
+            let cache = &mut self.words_13a;
             let start = ids.len();
-            if !tokens_13a(line, true, &mut self.scratch, |t| ids.push(interner.id(t))) {
+            if !tokens_13a(line, true, |piece, has_sep| {
+                cache.push(interner, piece, has_sep, ids)
+            }) {
                 ids.truncate(start);
-                tokens_13a(&unescape_13a(line), false, &mut self.scratch, |t| {
-                    ids.push(interner.id(t))
+                tokens_13a(&unescape_13a(line), false, |piece, has_sep| {
+                    cache.push(interner, piece, has_sep, ids)
                 });
             }
             return;
@@ -795,6 +825,15 @@ mod tests {
     #[test]
     fn token_scan_matches_regexp_passes() {
         let mut scratch = Scratch13a::default();
+        let mut tokens = |line: &str, stop: bool, got: &mut Vec<String>| {
+            tokens_13a(line, stop, |piece, has_sep| {
+                if has_sep {
+                    split_word_13a(piece, &mut scratch, |t| got.push(t.to_owned()));
+                } else {
+                    got.push(piece.to_owned());
+                }
+            })
+        };
         for line in TRICKY_13A {
             for stop in [false, true] {
                 let mut got = Vec::new();
@@ -804,13 +843,10 @@ mod tests {
                 } else {
                     unescape_13a(line)
                 };
-                let done = tokens_13a(&input, stop, &mut scratch, |t| got.push(t.to_owned()));
-                if !done {
+                if !tokens(&input, stop, &mut got) {
                     assert!(stop && line.contains(['<', '&', '\n']), "{line:?}");
                     got.clear();
-                    tokens_13a(&unescape_13a(line), false, &mut scratch, |t| {
-                        got.push(t.to_owned())
-                    });
+                    tokens(&unescape_13a(line), false, &mut got);
                 }
                 let want = BleuTokenize::T13a.tokenize(line);
                 assert_eq!(got.join(" "), want, "{line:?}");
