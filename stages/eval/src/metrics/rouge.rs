@@ -429,7 +429,7 @@ impl Rouge {
         }
         let mut inter = 0u64;
         for w in prediction.windows(n) {
-            inter += self.ngrams.take(key(w)) as u64;
+            inter += (self.ngrams.take(key(w)) == Some(true)) as u64;
         }
         let count = |tokens: &[u32]| (tokens.len() + 1).saturating_sub(n).max(1) as f64;
         PRF::new(

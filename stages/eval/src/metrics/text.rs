@@ -320,17 +320,19 @@ impl ClipCounter {
         self.counts[slot] = self.counts[slot].max(count);
     }
 
-    /// Consumes one occurrence of `key` if any is left.
+    /// Consumes one occurrence of `key` if any is left: `Some(true)` if one
+    /// was, `Some(false)` if all were taken already, `None` if `key` was never
+    /// added (so no longer n-gram extending it was either).
     #[inline]
-    pub fn take(&mut self, key: u128) -> bool {
+    pub fn take(&mut self, key: u128) -> Option<bool> {
         let slot = self.slot(key);
-        let left = &mut self.counts[slot];
-        if *left > 0 {
-            *left -= 1;
-            true
-        } else {
-            false
+        if self.keys[slot] == 0 {
+            return None;
         }
+        let left = &mut self.counts[slot];
+        let taken = *left > 0;
+        *left -= taken as u32;
+        Some(taken)
     }
 
     /// The distinct keys with their current counts, in insertion order.
@@ -424,12 +426,15 @@ mod tests {
             let mut taken = 0;
             for k in 1..=n as u128 {
                 for _ in 0..2 {
-                    taken += c.take(k << 64 | round) as usize;
+                    taken += (c.take(k << 64 | round) == Some(true)) as usize;
                 }
             }
             let want: usize = (1..=n).map(|k| (k % 3).min(2)).sum();
             assert_eq!(taken, want);
-            assert!(!c.take(1 << 64 | (1 - round)));
+            assert_eq!(c.take(1 << 64 | (1 - round)), None);
+            // Key 4 was added once and taken; key 3 never added.
+            assert_eq!(c.take(4 << 64 | round), Some(false));
+            assert_eq!(c.take(3 << 64 | round), None);
         }
         c.reset(4);
         c.raise(7, 2);
