@@ -634,20 +634,6 @@ pub struct Bleu {
     one_ref: ClipCounter,
 }
 
-/// The n-grams of orders 1..=max_order of `ids`, as [`ClipCounter`] keys:
-/// ids + 1 packed 32 bits apiece, so every n-gram of every order is one
-/// nonzero `u128`.
-#[inline]
-fn for_each_ngram(ids: &[u32], max_order: usize, mut f: impl FnMut(u128)) {
-    for start in 0..ids.len() {
-        let mut key = 0u128;
-        for &id in ids[start..].iter().take(max_order) {
-            key = (key << 32) | (id as u128 + 1);
-            f(key);
-        }
-    }
-}
-
 impl Bleu {
     pub fn new(cfg: BleuConfig) -> Self {
         assert!(
@@ -733,30 +719,21 @@ impl Bleu {
         // Reference counts: the max over references of each n-gram's count.
         self.ref_ngrams.reset(ref_ids.len() * max_order);
         if let [_] = self.ref_ends[..] {
-            for_each_ngram(&ref_ids, max_order, |key| self.ref_ngrams.add(key));
+            self.ref_ngrams.add_ngrams(&ref_ids, max_order, 32);
         } else {
             let mut ref_start = 0;
             for &end in &self.ref_ends {
                 let ids = &ref_ids[ref_start..end];
                 ref_start = end;
                 self.one_ref.reset(ids.len() * max_order);
-                for_each_ngram(ids, max_order, |key| self.one_ref.add(key));
+                self.one_ref.add_ngrams(ids, max_order, 32);
                 for (key, count) in self.one_ref.entries() {
                     self.ref_ngrams.raise(key, count);
                 }
             }
         }
-        for start in 0..hyp_ids.len() {
-            let mut key = 0u128;
-            for (order, &id) in hyp_ids[start..].iter().take(max_order).enumerate() {
-                key = (key << 32) | (id as u128 + 1);
-                match self.ref_ngrams.take(key) {
-                    Some(taken) => stats.correct[order] += taken as u64,
-                    // Not in any reference, so neither is a longer n-gram from here.
-                    None => break,
-                }
-            }
-        }
+        self.ref_ngrams
+            .take_ngrams(&hyp_ids, max_order, 32, &mut stats.correct);
         for (order, total) in stats.total[..max_order].iter_mut().enumerate() {
             *total = hyp_ids.len().saturating_sub(order) as u64;
         }

@@ -335,6 +335,36 @@ impl ClipCounter {
         Some(taken)
     }
 
+    /// Adds the n-grams of orders 1..=`max_order` of `units` (token ids or
+    /// characters), each packed `bits` per unit as unit + 1, so that n-grams
+    /// of different orders never share a key (`max_order * bits <= 128`).
+    pub fn add_ngrams(&mut self, units: &[u32], max_order: usize, bits: u32) {
+        debug_assert!(max_order as u32 * bits <= 128);
+        for start in 0..units.len() {
+            let mut key = 0u128;
+            for &unit in units[start..].iter().take(max_order) {
+                key = (key << bits) | (unit as u128 + 1);
+                self.add(key);
+            }
+        }
+    }
+
+    /// Takes the n-grams of `units` packed as in [`Self::add_ngrams`], adding
+    /// the successful takes of order n to `matched[n - 1]`.
+    pub fn take_ngrams(&mut self, units: &[u32], max_order: usize, bits: u32, matched: &mut [u64]) {
+        for start in 0..units.len() {
+            let mut key = 0u128;
+            for (order, &unit) in units[start..].iter().take(max_order).enumerate() {
+                key = (key << bits) | (unit as u128 + 1);
+                match self.take(key) {
+                    Some(taken) => matched[order] += taken as u64,
+                    // Never added, so neither is a longer n-gram from here.
+                    None => break,
+                }
+            }
+        }
+    }
+
     /// The distinct keys with their current counts, in insertion order.
     pub fn entries(&self) -> impl Iterator<Item = (u128, u32)> + '_ {
         self.used
