@@ -112,100 +112,100 @@ pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Maps token strings to dense ids so that n-grams become integers. Kept
 /// across segments: the vocabulary of a corpus is small, and a hit costs one
-/// hash, one probe and one comparison, with no allocation. Open addressing
-/// over ids, the strings back to back in one buffer.
+/// hash and one probe, with no allocation. Open addressing; a slot holds a
+/// token of up to 8 bytes itself (most words), so finding one reads nothing
+/// else; longer ones are compared with their copy in `text`.
 #[derive(Default)]
 pub struct Interner {
-    /// id + 1 per slot, 0 for empty; the length is a power of two (or 0).
-    slots: Vec<u32>,
-    /// Per id: the hash of its string.
-    hashes: Vec<u64>,
+    /// The length is a power of two (or 0).
+    slots: Vec<InternSlot>,
     /// Per id: where its string lies in `text`.
     spans: Vec<(u32, u32)>,
     text: String,
 }
 
-/// A hash of a short string: reads it as at most a few overlapping words
-/// (no byte loop, no copy), mixed FxHash-style; the length goes in too, so
-/// overlapping reads of different strings do not collide systematically.
+#[derive(Clone, Copy, Default)]
+struct InternSlot {
+    /// The token's bytes (little-endian, zero-padded) if it has at most 8,
+    /// else its hash.
+    word: u64,
+    len: u32,
+    /// id + 1; 0 for an empty slot.
+    id: u32,
+}
+
 #[inline]
-fn hash_token(b: &[u8]) -> u64 {
-    #[inline]
-    fn mix(h: u64, word: u64) -> u64 {
-        (h.rotate_left(5) ^ word).wrapping_mul(SEED)
-    }
+fn mix(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(SEED)
+}
+
+/// A token as one `u64`: its bytes when it has at most 8 (read as a few
+/// overlapping loads, no byte loop), else an FxHash-style hash of them.
+#[inline]
+fn token_word(b: &[u8]) -> u64 {
     let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
     let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
     let n = b.len();
-    let h = mix(0, n as u64);
-    if n >= 8 {
-        let mut h = h;
-        let mut i = 0;
-        while i + 8 < n {
-            h = mix(h, word(i));
-            i += 8;
-        }
-        mix(h, word(n - 8))
-    } else if n >= 4 {
-        mix(h, half(0) | (half(n - 4) << 32))
-    } else if n > 0 {
-        mix(
-            h,
-            b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16,
-        )
-    } else {
-        h
-    }
-}
-
-/// `a == b` for tokens, which are mostly short: overlapping word loads
-/// instead of a call to `memcmp`.
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
     match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
+        0 => 0,
+        // Overlapping reads put the shared bytes at the same place: OR is exact.
+        1..=3 => {
+            b[0] as u64 | (b[n / 2] as u64) << (8 * (n / 2)) | (b[n - 1] as u64) << (8 * (n - 1))
+        }
+        4..=7 => half(0) | half(n - 4) << (8 * (n - 4)),
+        8 => word(0),
+        _ => {
+            let mut h = mix(0, n as u64);
+            let mut i = 0;
+            while i + 8 < n {
+                h = mix(h, word(i));
+                i += 8;
+            }
+            mix(h, word(n - 8))
+        }
     }
 }
 
 impl Interner {
+    /// The first slot to probe for a token of `len` bytes read as `word`.
+    #[inline]
+    fn home(&self, word: u64, len: u32) -> usize {
+        (mix(len as u64, word) >> (64 - self.slots.len().trailing_zeros())) as usize
+    }
+
     #[inline]
     pub fn id(&mut self, token: &str) -> u32 {
-        let hash = hash_token(token.as_bytes());
+        let bytes = token.as_bytes();
+        let word = token_word(bytes);
+        let len = u32::try_from(bytes.len()).expect("token under 4 GiB");
         if self.slots.is_empty() {
-            self.slots = vec![0; 1024];
+            self.slots = vec![InternSlot::default(); 1024];
         }
         let mask = self.slots.len() - 1;
-        let mut slot = (hash >> (64 - self.slots.len().trailing_zeros())) as usize;
+        let mut slot = self.home(word, len);
         loop {
             let entry = self.slots[slot];
-            if entry == 0 {
+            if entry.id == 0 {
                 break;
             }
-            let id = entry - 1;
-            if self.hashes[id as usize] == hash
-                && same_bytes(self.get(id).as_bytes(), token.as_bytes())
+            if entry.word == word
+                && entry.len == len
+                && (len <= 8 || self.get(entry.id - 1).as_bytes() == bytes)
             {
-                return id;
+                return entry.id - 1;
             }
             slot = (slot + 1) & mask;
         }
-        let id = self.hashes.len() as u32;
-        self.slots[slot] = id + 1;
-        self.hashes.push(hash);
+        let id = self.spans.len() as u32;
+        self.slots[slot] = InternSlot {
+            word,
+            len,
+            id: id + 1,
+        };
         let start = u32::try_from(self.text.len()).expect("vocabulary text under 4 GiB");
-        self.spans.push((start, token.len() as u32));
+        self.spans.push((start, len));
         self.text.push_str(token);
-        if 2 * self.hashes.len() > self.slots.len() {
+        if 2 * self.spans.len() > self.slots.len() {
             self.grow();
         }
         id
@@ -220,23 +220,23 @@ impl Interner {
 
     /// Number of distinct strings.
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.spans.is_empty()
     }
 
     fn grow(&mut self) {
         let size = 2 * self.slots.len();
-        let bits = size.trailing_zeros();
-        self.slots = vec![0; size];
-        for (id, &hash) in self.hashes.iter().enumerate() {
-            let mut slot = (hash >> (64 - bits)) as usize;
-            while self.slots[slot] != 0 {
-                slot = (slot + 1) & (size - 1);
+        let old = std::mem::replace(&mut self.slots, vec![InternSlot::default(); size]);
+        let mask = self.slots.len() - 1;
+        for entry in old.into_iter().filter(|e| e.id != 0) {
+            let mut slot = self.home(entry.word, entry.len);
+            while self.slots[slot].id != 0 {
+                slot = (slot + 1) & mask;
             }
-            self.slots[slot] = id as u32 + 1;
+            self.slots[slot] = entry;
         }
     }
 }
