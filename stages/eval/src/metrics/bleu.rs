@@ -315,17 +315,19 @@ const CLASS_13A: [u8; 256] = {
 /// Why it is exact: pass 1 surrounds every character of its class with
 /// spaces, so each such character is a token, and the rest of the line falls
 /// into words: maximal runs of characters that are neither whitespace nor in
-/// that class. Passes 2..4 only match pairs of `.`, `,`, `-`, digits and
-/// "anything but a digit"; a word's neighbours (whitespace, or the spaces
-/// pass 1 inserted) are none of the first three, cannot be the second
-/// character of any pattern, and start a match exactly as a space would. So
-/// each word is substituted on its own as `" " + word + " "`, and a word with
-/// no `.`, `,` or `-` comes out unchanged. So `emit(piece, has_sep)` receives
-/// tokens (`has_sep` false) and words for [`split_word_13a`] (`has_sep` true).
+/// that class. Passes 2..4 match pairs of adjacent characters drawn from
+/// `.`, `,`, `-`, digits and "anything but a digit". Every character next to
+/// a word is whitespace or a space from pass 1: neither a digit, `.`, `,` nor
+/// `-`, so it takes part in a match exactly as a space would; and when pass 3
+/// consumes one after a word's final `.` or `,`, the next word loses nothing,
+/// as no pattern of pass 3 starts at such a character. So each word is
+/// substituted on its own as `" " + word + " "`, and a word with no `.`, `,`
+/// or `-` comes out unchanged: `emit(piece, has_sep)` receives tokens
+/// (`has_sep` false) and words for [`split_word_13a`] (`has_sep` true).
 ///
-/// With `stop_at_escapes`, gives up (returning false, tokens emitted so far
-/// stand) at the first `<`, `&` or newline, the characters of
-/// [`unescape_13a`], so that a line needing none is scanned once.
+/// With `stop_at_escapes`, gives up at the first `<`, `&` or newline (the
+/// characters of [`unescape_13a`]) and returns false, the caller discarding
+/// what was emitted, so that a line needing no unescaping is scanned once.
 fn tokens_13a(line: &str, stop_at_escapes: bool, mut emit: impl FnMut(&str, bool)) -> bool {
     let bytes = line.as_bytes();
     let mut word_start = 0;
