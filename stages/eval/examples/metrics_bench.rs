@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! /work/venv-eval/bin/python stages/eval/benches/metrics_ref.py > /tmp/metrics_ref.json
-//! cargo run --release -p pipe-eval --no-default-features --example metrics_bench -- [--pairs N] [--ref /tmp/metrics_ref.json]
+//! cargo run --release -p pipe-eval --no-default-features --example metrics_bench -- [--pairs N] [--repeats N] [--only KEY] [--ref /tmp/metrics_ref.json]
 //! ```
 //! The pair generator is the Python one's (same LCG), so checksums must agree:
 //! the bench prints both and fails if they differ.
@@ -132,6 +132,8 @@ fn main() {
     let reference: Option<serde_json::Value> = arg("--ref").map(|p| {
         serde_json::from_str(&std::fs::read_to_string(&p).expect("read --ref")).expect("--ref JSON")
     });
+    // `--only KEY` runs one bench (for profiling one metric).
+    let only = arg("--only");
     let (hyps, refs) = make_pairs(n, 12345);
     let refs1: Vec<Vec<&str>> = refs.iter().map(|r| vec![r.as_str()]).collect();
 
@@ -207,6 +209,9 @@ fn main() {
     );
     let mut mismatch = false;
     for (key, name, mut f) in benches {
+        if only.as_deref().is_some_and(|o| o != key) {
+            continue;
+        }
         let (secs, val) = best_of(repeats, &mut f);
         let rate = n as f64 / secs;
         let mut line = format!("{name:<44} {secs:>8.4} s {rate:>12.0} pairs/s  checksum {val:.6}");

@@ -7,9 +7,12 @@
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use super::text::{Interner, count_sorted, py_rstrip, py_split, py_strip};
+use super::text::{
+    ClipCounter, Interner, py_isspace, py_isspace_byte, py_rstrip, py_split, py_strip,
+};
 
 /// sacrebleu's `tokenize=` choices that need no external model.
 #[derive(
@@ -71,22 +74,7 @@ impl BleuTokenize {
             BleuTokenize::T13a => {
                 tmp.clear();
                 tmp.push(' ');
-                if line.contains('<') || line.contains('\n') || line.contains('&') {
-                    let mut l = line
-                        .replace("<skipped>", "")
-                        .replace("-\n", "")
-                        .replace('\n', " ");
-                    if l.contains('&') {
-                        l = l
-                            .replace("&quot;", "\"")
-                            .replace("&amp;", "&")
-                            .replace("&lt;", "<")
-                            .replace("&gt;", ">");
-                    }
-                    tmp.push_str(&l);
-                } else {
-                    tmp.push_str(line);
-                }
+                tmp.push_str(&unescape_13a(line));
                 tmp.push(' ');
                 regexp_post(tmp, out);
             }
@@ -121,6 +109,26 @@ impl BleuTokenize {
             BleuTokenize::None => out.push_str(line),
         }
     }
+}
+
+/// 13a's steps before the regexps: drop `<skipped>`, join `-\n` hyphenation,
+/// newlines to spaces, then the four entities.
+fn unescape_13a(line: &str) -> Cow<'_, str> {
+    if !(line.contains('<') || line.contains('\n') || line.contains('&')) {
+        return Cow::Borrowed(line);
+    }
+    let mut l = line
+        .replace("<skipped>", "")
+        .replace("-\n", "")
+        .replace('\n', " ");
+    if l.contains('&') {
+        l = l
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">");
+    }
+    Cow::Owned(l)
 }
 
 fn intl_regexes() -> &'static [Regex; 3] {
@@ -169,8 +177,7 @@ fn is_zh_char(c: char) -> bool {
 }
 
 /// `[\{-\~\[-\` -\&\(-\+\:-\@\/]`: the characters 13a pads with spaces.
-#[inline]
-fn is_13a_punct(b: u8) -> bool {
+const fn is_13a_punct(b: u8) -> bool {
     matches!(b, b'{'..=b'~' | b'['..=b'`' | b' '..=b'&' | b'('..=b'+' | b':'..=b'@' | b'/')
 }
 
@@ -189,36 +196,207 @@ fn regexp_post(line: &mut String, out: &mut String) {
         }
     }
     let mut b: Vec<u8> = Vec::with_capacity(a.len() + 16);
-    // 2. ([^0-9])([\.,]) -> '\1 \2 '
-    pair_pass(
-        &a,
-        &mut b,
-        |x| !x.is_ascii_digit(),
-        |y| y == b'.' || y == b',',
-        |o, x, y| o.extend_from_slice(&[x, b' ', y, b' ']),
-    );
-    a.clear();
-    // 3. ([\.,])([^0-9]) -> ' \1 \2'
-    pair_pass(
-        &b,
-        &mut a,
-        |x| x == b'.' || x == b',',
-        |y| !y.is_ascii_digit(),
-        |o, x, y| o.extend_from_slice(&[b' ', x, b' ', y]),
-    );
-    b.clear();
-    // 4. ([0-9])(-) -> '\1 \2 '
-    pair_pass(
-        &a,
-        &mut b,
-        |x| x.is_ascii_digit(),
-        |y| y == b'-',
-        |o, x, y| o.extend_from_slice(&[x, b' ', y, b' ']),
-    );
+    number_passes(&a, &mut b, &mut Vec::new());
     // The passes only insert ASCII spaces between whole characters.
     let s = String::from_utf8(b).expect("byte passes keep UTF-8 intact");
     line.clear();
     join_split(&s, out);
+}
+
+/// Substitutions 2..4 of 13a (the ones about `.`, `,` and `-` next to digits),
+/// from `input` into `out`, with `tmp` as scratch.
+fn number_passes(input: &[u8], out: &mut Vec<u8>, tmp: &mut Vec<u8>) {
+    out.clear();
+    tmp.clear();
+    // 2. ([^0-9])([\.,]) -> '\1 \2 '
+    pair_pass(
+        input,
+        tmp,
+        |x| !x.is_ascii_digit(),
+        |y| y == b'.' || y == b',',
+        |o, x, y| o.extend_from_slice(&[x, b' ', y, b' ']),
+    );
+    // 3. ([\.,])([^0-9]) -> ' \1 \2'
+    pair_pass(
+        tmp,
+        out,
+        |x| x == b'.' || x == b',',
+        |y| !y.is_ascii_digit(),
+        |o, x, y| o.extend_from_slice(&[b' ', x, b' ', y]),
+    );
+    std::mem::swap(out, tmp);
+    out.clear();
+    // 4. ([0-9])(-) -> '\1 \2 '
+    pair_pass(
+        tmp,
+        out,
+        |x| x.is_ascii_digit(),
+        |y| y == b'-',
+        |o, x, y| o.extend_from_slice(&[x, b' ', y, b' ']),
+    );
+}
+
+/// Scratch space of [`split_word_13a`].
+#[derive(Default)]
+struct Scratch13a {
+    word: Vec<u8>,
+    out: Vec<u8>,
+    tmp: Vec<u8>,
+}
+
+/// The token ids of the 13a words that passes 2..4 change, by word: such
+/// words ("end.", "1,000", "e-mail") recur all through a corpus, and a lookup
+/// costs less than the passes and the interning of each piece.
+#[derive(Default)]
+struct WordCache13a {
+    words: Interner,
+    /// Per word id: its token ids in `ids`.
+    spans: Vec<(usize, usize)>,
+    ids: Vec<u32>,
+    scratch: Scratch13a,
+}
+
+impl WordCache13a {
+    /// Appends the token ids of one piece from [`tokens_13a`] to `out`.
+    #[inline]
+    fn push(&mut self, interner: &mut Interner, piece: &str, has_sep: bool, out: &mut Vec<u32>) {
+        if !has_sep {
+            out.push(interner.id(piece));
+            return;
+        }
+        let word = self.words.id(piece) as usize;
+        if word == self.spans.len() {
+            let start = self.ids.len();
+            let ids = &mut self.ids;
+            split_word_13a(piece, &mut self.scratch, |t| ids.push(interner.id(t)));
+            self.spans.push((start, self.ids.len()));
+        }
+        let (start, end) = self.spans[word];
+        out.extend_from_slice(&self.ids[start..end]);
+    }
+}
+
+/// What 13a does with an ASCII byte (see [`tokens_13a`]).
+const WORD: u8 = 0;
+/// Whitespace: ends a word.
+const SPACE: u8 = 1;
+/// In pass 1's class: a token of its own.
+const PUNCT: u8 = 2;
+/// `.`, `,` or `-`: part of a word, which then needs passes 2..4.
+const NUMBER_SEP: u8 = 3;
+/// Not ASCII: decode the character.
+const MULTIBYTE: u8 = 4;
+
+const CLASS_13A: [u8; 256] = {
+    let mut class = [WORD; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        class[b] = if byte >= 0x80 {
+            MULTIBYTE
+        } else if py_isspace_byte(byte) {
+            SPACE
+        } else if is_13a_punct(byte) {
+            PUNCT
+        } else if matches!(byte, b'.' | b',' | b'-') {
+            NUMBER_SEP
+        } else {
+            WORD
+        };
+        b += 1;
+    }
+    class
+};
+
+/// The tokens of 13a's regexp stage on `" " + line + " "`, without
+/// building the padded and substituted line (the same tokens as
+/// [`regexp_post`], which the tests check).
+///
+/// Why it is exact: pass 1 surrounds every character of its class with
+/// spaces, so each such character is a token, and the rest of the line falls
+/// into words: maximal runs of characters that are neither whitespace nor in
+/// that class. Passes 2..4 match pairs of adjacent characters drawn from
+/// `.`, `,`, `-`, digits and "anything but a digit". Every character next to
+/// a word is whitespace or a space from pass 1: neither a digit, `.`, `,` nor
+/// `-`, so it takes part in a match exactly as a space would; and when pass 3
+/// consumes one after a word's final `.` or `,`, the next word loses nothing,
+/// as no pattern of pass 3 starts at such a character. So each word is
+/// substituted on its own as `" " + word + " "`, and a word with no `.`, `,`
+/// or `-` comes out unchanged: `emit(piece, has_sep)` receives tokens
+/// (`has_sep` false) and words for [`split_word_13a`] (`has_sep` true).
+///
+/// With `stop_at_escapes`, gives up at the first `<`, `&` or newline (the
+/// characters of [`unescape_13a`]) and returns false, the caller discarding
+/// what was emitted, so that a line needing no unescaping is scanned once.
+fn tokens_13a(line: &str, stop_at_escapes: bool, mut emit: impl FnMut(&str, bool)) -> bool {
+    let bytes = line.as_bytes();
+    let mut word_start = 0;
+    // Whether the current word holds `.`, `,` or `-`.
+    let mut word_has_sep = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match CLASS_13A[bytes[i] as usize] {
+            WORD => i += 1,
+            NUMBER_SEP => {
+                word_has_sep = true;
+                i += 1;
+            }
+            SPACE => {
+                if stop_at_escapes && bytes[i] == b'\n' {
+                    return false;
+                }
+                if word_start < i {
+                    emit(&line[word_start..i], word_has_sep);
+                }
+                word_has_sep = false;
+                i += 1;
+                word_start = i;
+            }
+            PUNCT => {
+                if stop_at_escapes && matches!(bytes[i], b'<' | b'&') {
+                    return false;
+                }
+                if word_start < i {
+                    emit(&line[word_start..i], word_has_sep);
+                }
+                word_has_sep = false;
+                emit(&line[i..i + 1], false);
+                i += 1;
+                word_start = i;
+            }
+            _ => {
+                let c = line[i..].chars().next().expect("inside the line");
+                let len = c.len_utf8();
+                if py_isspace(c) {
+                    if word_start < i {
+                        emit(&line[word_start..i], word_has_sep);
+                    }
+                    word_has_sep = false;
+                    word_start = i + len;
+                }
+                i += len;
+            }
+        }
+    }
+    if word_start < bytes.len() {
+        emit(&line[word_start..], word_has_sep);
+    }
+    true
+}
+
+/// The tokens of a word from [`tokens_13a`] that holds `.`, `,` or `-`, the
+/// only characters passes 2..4 change inside a word.
+fn split_word_13a(word: &str, scratch: &mut Scratch13a, mut emit: impl FnMut(&str)) {
+    scratch.word.clear();
+    scratch.word.push(b' ');
+    scratch.word.extend_from_slice(word.as_bytes());
+    scratch.word.push(b' ');
+    number_passes(&scratch.word, &mut scratch.out, &mut scratch.tmp);
+    let subst = std::str::from_utf8(&scratch.out).expect("the passes keep UTF-8 intact");
+    // The word holds no whitespace, so the passes' ASCII spaces are the only separators.
+    for token in subst.split(' ').filter(|t| !t.is_empty()) {
+        emit(token);
+    }
 }
 
 #[inline]
@@ -446,12 +624,16 @@ pub struct Bleu {
     buf: String,
     tmp: String,
     lower: String,
-    ids: Vec<u32>,
-    keys: Vec<u128>,
-    hyp_counts: Vec<(u128, u32)>,
-    ref_counts: Vec<(u128, u32)>,
-    ref_all: Vec<(u128, u32)>,
-    run: Vec<(u128, u32)>,
+    words_13a: WordCache13a,
+    /// Token ids of the references of the current segment, back to back.
+    ref_ids: Vec<u32>,
+    /// End of each reference in `ref_ids`.
+    ref_ends: Vec<usize>,
+    hyp_ids: Vec<u32>,
+    /// The references' n-grams, each with its highest count over references.
+    ref_ngrams: ClipCounter,
+    /// One reference's n-grams, when there are several to take the max over.
+    one_ref: ClipCounter,
 }
 
 impl Bleu {
@@ -466,17 +648,17 @@ impl Bleu {
             buf: String::new(),
             tmp: String::new(),
             lower: String::new(),
-            ids: Vec::new(),
-            keys: Vec::new(),
-            hyp_counts: Vec::new(),
-            ref_counts: Vec::new(),
-            ref_all: Vec::new(),
-            run: Vec::new(),
+            words_13a: WordCache13a::default(),
+            ref_ids: Vec::new(),
+            ref_ends: Vec::new(),
+            hyp_ids: Vec::new(),
+            ref_ngrams: ClipCounter::default(),
+            one_ref: ClipCounter::default(),
         }
     }
 
-    /// sacrebleu's `_preprocess_segment` then token ids into `self.ids`.
-    fn tokenize_ids(&mut self, line: &str) {
+    /// sacrebleu's `_preprocess_segment`, then the token ids appended to `ids`.
+    fn tokenize_ids(&mut self, line: &str, ids: &mut Vec<u32>) {
         let line = if self.cfg.lowercase {
             self.lower.clear();
             self.lower.push_str(&line.to_lowercase());
@@ -484,31 +666,24 @@ impl Bleu {
         } else {
             py_rstrip(line)
         };
-        // `line` may borrow self.lower; tokenize into buf via a local copy of the strings.
-        let mut buf = std::mem::take(&mut self.buf);
-        let mut tmp = std::mem::take(&mut self.tmp);
-        self.cfg.tokenize.tokenize_into(line, &mut buf, &mut tmp);
-        self.ids.clear();
-        for t in py_split(&buf) {
-            self.ids.push(self.interner.id(t));
-        }
-        self.buf = buf;
-        self.tmp = tmp;
-    }
-
-    /// N-gram keys of order `n` of `self.ids`, counted into `out`.
-    fn ngram_counts(ids: &[u32], n: usize, keys: &mut Vec<u128>, out: &mut Vec<(u128, u32)>) {
-        keys.clear();
-        if ids.len() >= n {
-            for w in ids.windows(n) {
-                let mut k = 0u128;
-                for &id in w {
-                    k = (k << 32) | id as u128;
-                }
-                keys.push(k);
+        let interner = &mut self.interner;
+        if self.cfg.tokenize == BleuTokenize::T13a {
+            let cache = &mut self.words_13a;
+            let start = ids.len();
+            if !tokens_13a(line, true, |piece, has_sep| {
+                cache.push(interner, piece, has_sep, ids)
+            }) {
+                ids.truncate(start);
+                tokens_13a(&unescape_13a(line), false, |piece, has_sep| {
+                    cache.push(interner, piece, has_sep, ids)
+                });
             }
+            return;
         }
-        count_sorted(keys, out);
+        self.cfg
+            .tokenize
+            .tokenize_into(line, &mut self.buf, &mut self.tmp);
+        ids.extend(py_split(&self.buf).map(|t| interner.id(t)));
     }
 
     /// Statistics of one segment against its references (sacrebleu's
@@ -516,20 +691,24 @@ impl Bleu {
     pub fn segment_stats<S: AsRef<str>>(&mut self, hyp: &str, refs: &[S]) -> BleuStats {
         let max_order = self.cfg.max_order;
         let mut stats = BleuStats::default();
-        // Reference ids, one list per reference.
-        let mut ref_ids: Vec<Vec<u32>> = Vec::with_capacity(refs.len());
-        let mut ref_lens = Vec::with_capacity(refs.len());
+        let mut ref_ids = std::mem::take(&mut self.ref_ids);
+        let mut hyp_ids = std::mem::take(&mut self.hyp_ids);
+        ref_ids.clear();
+        hyp_ids.clear();
+        self.ref_ends.clear();
         for r in refs {
-            self.tokenize_ids(r.as_ref());
-            ref_lens.push(self.ids.len() as i64);
-            ref_ids.push(self.ids.clone());
+            self.tokenize_ids(r.as_ref(), &mut ref_ids);
+            self.ref_ends.push(ref_ids.len());
         }
-        self.tokenize_ids(hyp);
-        let hyp_len = self.ids.len() as i64;
+        self.tokenize_ids(hyp, &mut hyp_ids);
+        let hyp_len = hyp_ids.len() as i64;
         stats.sys_len = hyp_len as u64;
         // _get_closest_ref_len
         let (mut closest_diff, mut closest_len) = (-1i64, -1i64);
-        for &rl in &ref_lens {
+        let mut ref_start = 0;
+        for &end in &self.ref_ends {
+            let rl = (end - ref_start) as i64;
+            ref_start = end;
             let diff = (hyp_len - rl).abs();
             if closest_diff == -1 || diff < closest_diff {
                 closest_diff = diff;
@@ -539,38 +718,29 @@ impl Bleu {
             }
         }
         stats.ref_len = closest_len.max(0) as u64;
-        let hyp_ids = std::mem::take(&mut self.ids);
-        for n in 1..=max_order {
-            // Reference counts: the max over references of each n-gram's count.
-            self.ref_all.clear();
-            for ids in &ref_ids {
-                Self::ngram_counts(ids, n, &mut self.keys, &mut self.run);
-                self.ref_all.extend_from_slice(&self.run);
-            }
-            self.ref_all.sort_unstable();
-            self.ref_counts.clear();
-            for &(k, c) in &self.ref_all {
-                match self.ref_counts.last_mut() {
-                    Some((lk, lc)) if *lk == k => *lc = (*lc).max(c),
-                    _ => self.ref_counts.push((k, c)),
+        // Reference counts: the max over references of each n-gram's count.
+        self.ref_ngrams.reset(ref_ids.len() * max_order);
+        if let [_] = self.ref_ends[..] {
+            self.ref_ngrams.add_ngrams(&ref_ids, max_order, 32);
+        } else {
+            let mut ref_start = 0;
+            for &end in &self.ref_ends {
+                let ids = &ref_ids[ref_start..end];
+                ref_start = end;
+                self.one_ref.reset(ids.len() * max_order);
+                self.one_ref.add_ngrams(ids, max_order, 32);
+                for (key, count) in self.one_ref.entries() {
+                    self.ref_ngrams.raise(key, count);
                 }
             }
-            Self::ngram_counts(&hyp_ids, n, &mut self.keys, &mut self.hyp_counts);
-            let (mut correct, mut total) = (0u64, 0u64);
-            let mut j = 0;
-            for &(k, c) in &self.hyp_counts {
-                total += c as u64;
-                while j < self.ref_counts.len() && self.ref_counts[j].0 < k {
-                    j += 1;
-                }
-                if j < self.ref_counts.len() && self.ref_counts[j].0 == k {
-                    correct += c.min(self.ref_counts[j].1) as u64;
-                }
-            }
-            stats.correct[n - 1] = correct;
-            stats.total[n - 1] = total;
         }
-        self.ids = hyp_ids;
+        self.ref_ngrams
+            .take_ngrams(&hyp_ids, max_order, 32, &mut stats.correct);
+        for (order, total) in stats.total[..max_order].iter_mut().enumerate() {
+            *total = hyp_ids.len().saturating_sub(order) as u64;
+        }
+        self.ref_ids = ref_ids;
+        self.hyp_ids = hyp_ids;
         stats
     }
 
@@ -619,6 +789,144 @@ mod tests {
             "It costs 2.5 dollars , 1,000 total ."
         );
         assert_eq!(t.tokenize("&amp;quot; a-b 3-4"), "& quot ; a-b 3 - 4");
+    }
+
+    /// Lines where the token-by-token 13a scan could part from the padded passes.
+    const TRICKY_13A: &[&str] = &[
+        "",
+        " ",
+        "a",
+        "Hello, world.",
+        "It costs 2.5 dollars, 1,000 total.",
+        "&amp;quot; a-b 3-4 &lt;tag&gt; <skipped> x",
+        "line one\nline two-\nthree and 3-4",
+        "..,,.. 1..2 ,1, .5 5. -5 5- 5-- --5 a.-b 1.-2 1-.2 ,.,",
+        "e.g. U.S.A. 1,000.50 -3,5 3,5- x-1 1-x 12-34-56",
+        "\tA\x0bb\x0c c\r\x1cd\x1fe\x01f\x7fg  ",
+        "caf\u{e9}, na\u{ef}ve. \u{201c}quoted\u{201d} 3\u{a0}000 a\u{2003}b \u{3000}x\u{85}y",
+        "\u{4e2d}\u{6587}\u{ff0c}\u{6d4b}\u{8bd5}. 1\u{ff0e}5 \u{1f600}-\u{1f600}",
+        "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+        "don't can't state-of-the-art e-mail 3.5% $100 (a) [b] {c}",
+    ];
+
+    #[test]
+    fn token_scan_matches_regexp_passes() {
+        let mut scratch = Scratch13a::default();
+        let mut tokens = |line: &str, stop: bool, got: &mut Vec<String>| {
+            tokens_13a(line, stop, |piece, has_sep| {
+                if has_sep {
+                    split_word_13a(piece, &mut scratch, |t| got.push(t.to_owned()));
+                } else {
+                    got.push(piece.to_owned());
+                }
+            })
+        };
+        for line in TRICKY_13A {
+            for stop in [false, true] {
+                let mut got = Vec::new();
+                // Without `stop`, the caller has unescaped the line already.
+                let input = if stop {
+                    Cow::Borrowed(*line)
+                } else {
+                    unescape_13a(line)
+                };
+                if !tokens(&input, stop, &mut got) {
+                    assert!(stop && line.contains(['<', '&', '\n']), "{line:?}");
+                    got.clear();
+                    tokens(&unescape_13a(line), false, &mut got);
+                }
+                let want = BleuTokenize::T13a.tokenize(line);
+                assert_eq!(got.join(" "), want, "{line:?}");
+            }
+        }
+    }
+
+    /// sacrebleu's segment statistics the plain way: tokenized strings, n-gram maps.
+    fn naive_stats(cfg: &BleuConfig, hyp: &str, refs: &[&str]) -> BleuStats {
+        use std::collections::HashMap;
+        let tokens = |s: &str| -> Vec<String> {
+            let s = if cfg.lowercase {
+                s.to_lowercase()
+            } else {
+                s.to_owned()
+            };
+            let t = cfg.tokenize.tokenize(py_rstrip(&s));
+            py_split(&t).map(str::to_owned).collect()
+        };
+        let counts = |t: &[String], n: usize| {
+            let mut m: HashMap<Vec<String>, u64> = HashMap::new();
+            for w in t.windows(n) {
+                *m.entry(w.to_vec()).or_default() += 1;
+            }
+            m
+        };
+        let h = tokens(hyp);
+        let rs: Vec<Vec<String>> = refs.iter().map(|r| tokens(r)).collect();
+        let mut stats = BleuStats {
+            sys_len: h.len() as u64,
+            ..Default::default()
+        };
+        let mut best: Option<(i64, i64)> = None;
+        for r in &rs {
+            let cand = ((h.len() as i64 - r.len() as i64).abs(), r.len() as i64);
+            best = Some(best.map_or(cand, |b| b.min(cand)));
+        }
+        stats.ref_len = best.map_or(0, |b| b.1) as u64;
+        for n in 1..=cfg.max_order {
+            let mut ref_max: HashMap<Vec<String>, u64> = HashMap::new();
+            for r in &rs {
+                for (k, c) in counts(r, n) {
+                    let e = ref_max.entry(k).or_default();
+                    *e = (*e).max(c);
+                }
+            }
+            for (k, c) in counts(&h, n) {
+                stats.correct[n - 1] += c.min(ref_max.get(&k).copied().unwrap_or(0));
+                stats.total[n - 1] += c;
+            }
+        }
+        stats
+    }
+
+    #[test]
+    fn segment_stats_match_plain_counting() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "the the the the cat",
+                &["the cat the", "the the the cat the the"],
+            ),
+            ("a b a b a b", &["a b a b", "b a b a b a b", "a"]),
+            ("", &["x y"]),
+            ("x y", &[""]),
+            ("x y z", &[]),
+            (
+                "Hello, World. 3-4 e.g. caf\u{e9}",
+                &["hello , world . 3 - 4", "HELLO, world."],
+            ),
+        ];
+        for tokenize in [BleuTokenize::T13a, BleuTokenize::Char, BleuTokenize::None] {
+            for lowercase in [false, true] {
+                for max_order in [1, 2, 4] {
+                    let cfg = BleuConfig {
+                        tokenize,
+                        lowercase,
+                        max_order,
+                        ..BleuConfig::default()
+                    };
+                    let mut bleu = Bleu::new(cfg);
+                    let lines = TRICKY_13A.iter().zip(TRICKY_13A.iter().rev().skip(1));
+                    let extra: Vec<(&str, Vec<&str>)> =
+                        lines.map(|(h, r)| (*h, vec![*r, *h])).collect();
+                    for (hyp, refs) in cases.iter().map(|(h, r)| (*h, r.to_vec())).chain(extra) {
+                        assert_eq!(
+                            bleu.segment_stats(hyp, &refs),
+                            naive_stats(&cfg, hyp, &refs),
+                            "{cfg:?} {hyp:?} {refs:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::text::{Interner, count_sorted, py_split};
+use super::text::{ClipCounter, Interner, py_isspace, py_isspace_byte, py_split};
 
 /// Settings of chrF (`word_order: 2` is chrF++).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,15 +144,20 @@ pub fn chrf_f_score(stats: &[u64], cfg: &ChrfConfig) -> f64 {
     }
 }
 
-type Counts = Vec<(u128, u32)>;
-
 /// A reusable chrF scorer.
 pub struct Chrf {
     pub cfg: ChrfConfig,
     interner: Interner,
-    keys: Vec<u128>,
+    hyp: Units,
+    reference: Units,
+    ngrams: ClipCounter,
+}
+
+/// The characters and word ids of one preprocessed segment.
+#[derive(Default)]
+struct Units {
     chars: Vec<u32>,
-    ids: Vec<u32>,
+    words: Vec<u32>,
 }
 
 impl Chrf {
@@ -165,89 +170,73 @@ impl Chrf {
         Self {
             cfg,
             interner: Interner::default(),
-            keys: Vec::new(),
-            chars: Vec::new(),
-            ids: Vec::new(),
+            hyp: Units::default(),
+            reference: Units::default(),
+            ngrams: ClipCounter::default(),
         }
     }
 
-    /// All n-gram counters of a (preprocessed) segment: char orders then word orders.
-    fn ngrams(&mut self, line: &str) -> Vec<Counts> {
-        let mut out = Vec::with_capacity(self.cfg.char_order + self.cfg.word_order);
-        self.chars.clear();
-        if self.cfg.whitespace {
-            self.chars.extend(line.chars().map(|c| c as u32));
+    /// The characters (without whitespace unless configured) and, for chrF++,
+    /// the word ids of a segment.
+    fn units(&mut self, line: &str, out: &mut Units) {
+        let lowered;
+        let line = if self.cfg.lowercase {
+            lowered = line.to_lowercase();
+            &lowered
         } else {
-            for w in py_split(line) {
-                self.chars.extend(w.chars().map(|c| c as u32));
-            }
-        }
-        for n in 1..=self.cfg.char_order {
-            self.keys.clear();
-            if self.chars.len() >= n {
-                for w in self.chars.windows(n) {
-                    let mut k = 0u128;
-                    for &c in w {
-                        k = (k << 21) | c as u128;
-                    }
-                    self.keys.push(k);
-                }
-            }
-            let mut counts = Vec::new();
-            count_sorted(&mut self.keys, &mut counts);
-            out.push(counts);
+            line
+        };
+        out.chars.clear();
+        out.words.clear();
+        if self.cfg.whitespace {
+            out.chars.extend(line.chars().map(|c| c as u32));
+        } else if line.is_ascii() {
+            let bytes = line.bytes().filter(|&b| !py_isspace_byte(b));
+            out.chars.extend(bytes.map(u32::from));
+        } else {
+            let chars = line.chars().filter(|&c| !py_isspace(c));
+            out.chars.extend(chars.map(|c| c as u32));
         }
         if self.cfg.word_order > 0 {
             let mut words = Vec::new();
             remove_punctuation(line, &mut words);
-            self.ids.clear();
-            for w in &words {
-                self.ids.push(self.interner.id(w));
-            }
-            for n in 1..=self.cfg.word_order {
-                self.keys.clear();
-                if self.ids.len() >= n {
-                    for w in self.ids.windows(n) {
-                        let mut k = 0u128;
-                        for &c in w {
-                            k = (k << 32) | c as u128;
-                        }
-                        self.keys.push(k);
-                    }
-                }
-                let mut counts = Vec::new();
-                count_sorted(&mut self.keys, &mut counts);
-                out.push(counts);
-            }
+            out.words.extend(words.iter().map(|w| self.interner.id(w)));
         }
-        out
     }
 
     /// Best statistics of one segment over its references (sacrebleu's `_compute_segment_statistics`).
     pub fn segment_stats<S: AsRef<str>>(&mut self, hyp: &str, refs: &[S]) -> ChrfStats {
-        let pre = |s: &str, lc: bool| if lc { s.to_lowercase() } else { s.to_owned() };
-        let hyp_ngrams = self.ngrams(&pre(hyp, self.cfg.lowercase));
+        let (char_order, word_order) = (self.cfg.char_order, self.cfg.word_order);
+        let mut h = std::mem::take(&mut self.hyp);
+        let mut r = std::mem::take(&mut self.reference);
+        self.units(hyp, &mut h);
         let mut best_stats = Vec::new();
         let mut best_f = -1.0;
-        for r in refs {
-            let ref_ngrams = self.ngrams(&pre(r.as_ref(), self.cfg.lowercase));
-            let mut stats = Vec::with_capacity(3 * hyp_ngrams.len());
-            for (h, r) in hyp_ngrams.iter().zip(&ref_ngrams) {
-                let (mut matched, mut hyp_count) = (0u64, 0u64);
-                let mut j = 0;
-                for &(k, c) in h {
-                    hyp_count += c as u64;
-                    while j < r.len() && r[j].0 < k {
-                        j += 1;
-                    }
-                    if j < r.len() && r[j].0 == k {
-                        matched += c.min(r[j].1) as u64;
-                    }
-                }
-                let ref_total: u64 = r.iter().map(|&(_, c)| c as u64).sum();
-                stats.push(if r.is_empty() { 0 } else { hyp_count });
+        for reference in refs {
+            self.units(reference.as_ref(), &mut r);
+            let mut matched = [0u64; 10];
+            let (char_matched, word_matched) = matched.split_at_mut(char_order);
+            self.ngrams.reset(r.chars.len() * char_order);
+            self.ngrams.add_ngrams(&r.chars, char_order, 21);
+            self.ngrams
+                .take_ngrams(&h.chars, char_order, 21, char_matched);
+            if word_order > 0 {
+                self.ngrams.reset(r.words.len() * word_order);
+                self.ngrams.add_ngrams(&r.words, word_order, 32);
+                self.ngrams
+                    .take_ngrams(&h.words, word_order, 32, word_matched);
+            }
+            let mut stats = Vec::with_capacity(3 * (char_order + word_order));
+            let orders = (0..char_order)
+                .map(|n| (&h.chars, &r.chars, n))
+                .chain((0..word_order).map(|n| (&h.words, &r.words, n)));
+            for (i, (hyp_units, ref_units, n)) in orders.enumerate() {
+                // n-grams of order n + 1 of a side of length len: len - n.
+                let ref_total = ref_units.len().saturating_sub(n) as u64;
+                let hyp_total = hyp_units.len().saturating_sub(n) as u64;
+                stats.push(if ref_total == 0 { 0 } else { hyp_total });
                 stats.push(ref_total);
-                stats.push(matched);
+                stats.push(matched[i]);
             }
             let f = chrf_f_score(&stats, &self.cfg);
             if f > best_f {
@@ -255,6 +244,8 @@ impl Chrf {
                 best_stats = stats;
             }
         }
+        self.hyp = h;
+        self.reference = r;
         ChrfStats(best_stats)
     }
 
@@ -291,6 +282,96 @@ mod tests {
     fn identical_is_100() {
         let mut c = Chrf::new(ChrfConfig::plus_plus());
         assert!((c.sentence_score("the cat sat.", &["the cat sat."]) - 100.0).abs() < 1e-9);
+    }
+
+    /// sacrebleu's `_get_match_statistics` the plain way, with n-gram maps.
+    fn naive_stats(cfg: &ChrfConfig, hyp: &str, reference: &str) -> Vec<u64> {
+        use std::collections::HashMap;
+        let pre = |s: &str| {
+            if cfg.lowercase {
+                s.to_lowercase()
+            } else {
+                s.to_owned()
+            }
+        };
+        let (hyp, reference) = (pre(hyp), pre(reference));
+        let chars = |s: &str| -> Vec<String> {
+            let s: String = if cfg.whitespace {
+                s.to_owned()
+            } else {
+                py_split(s).collect()
+            };
+            s.chars().map(String::from).collect()
+        };
+        let words = |s: &str| -> Vec<String> {
+            let mut v = Vec::new();
+            remove_punctuation(s, &mut v);
+            v.into_iter().map(str::to_owned).collect()
+        };
+        fn counts(t: &[String], n: usize) -> HashMap<&[String], u64> {
+            let mut m: HashMap<&[String], u64> = HashMap::new();
+            for w in t.windows(n) {
+                *m.entry(w).or_default() += 1;
+            }
+            m
+        }
+        let mut stats = Vec::new();
+        let sides = [
+            (chars(&hyp), chars(&reference), cfg.char_order),
+            (words(&hyp), words(&reference), cfg.word_order),
+        ];
+        for (h, r, max_order) in &sides {
+            for n in 1..=*max_order {
+                let (hc, rc) = (counts(h, n), counts(r, n));
+                let ref_total: u64 = rc.values().sum();
+                let hyp_total: u64 = hc.values().sum();
+                let matched: u64 = hc
+                    .iter()
+                    .map(|(k, c)| (*c).min(rc.get(k).copied().unwrap_or(0)))
+                    .sum();
+                stats.extend([
+                    if ref_total > 0 { hyp_total } else { 0 },
+                    ref_total,
+                    matched,
+                ]);
+            }
+        }
+        stats
+    }
+
+    #[test]
+    fn segment_stats_match_plain_counting() {
+        let lines = [
+            "",
+            "a",
+            "the cat sat on the mat.",
+            "The  cat, (sat) on\tthe mat!",
+            "aaaaaaa aaaa a aaaaaaa",
+            "caf\u{e9} na\u{ef}ve \u{4e2d}\u{6587}\u{3000}\u{1f600}!",
+            "\u{10ffff}\u{10ffff}\u{10ffff}\u{10ffff}\u{10ffff}\u{10ffff}\u{10ffff}",
+            "1,000.5 e.g. \"quoted\" ...",
+        ];
+        for word_order in [0, 2, 4] {
+            for (lowercase, whitespace) in [(false, false), (true, false), (false, true)] {
+                let cfg = ChrfConfig {
+                    word_order,
+                    lowercase,
+                    whitespace,
+                    ..ChrfConfig::default()
+                };
+                let mut chrf = Chrf::new(cfg);
+                for hyp in lines {
+                    for reference in lines {
+                        let want = naive_stats(&cfg, hyp, reference);
+                        let got = chrf.segment_stats(hyp, &[reference]);
+                        assert_eq!(got.0, want, "{cfg:?} {hyp:?} {reference:?}");
+                    }
+                    // Several references: the statistics of the best one.
+                    let got = chrf.segment_stats(hyp, &lines);
+                    assert!(lines.iter().any(|r| naive_stats(&cfg, hyp, r) == got.0));
+                }
+            }
+        }
     }
 
     #[test]
