@@ -4,7 +4,7 @@
 //! # same records as the Python peer (/work/shared/peers/synth_data.py):
 //! python3 stages/tokenize/bench/hf_compare.py --write-records /tmp/alpaca100k.jsonl
 //! cargo run --release -p pipe-tokenize --example bench -- \
-//!     --records /tmp/alpaca100k.jsonl --gguf $SMOLLM2_GGUF [--pack] [--max-len 1024]
+//!     --records /tmp/alpaca100k.jsonl --gguf $SMOLLM2_GGUF [--pack] [--max-len 1024] [--keep DIR]
 //! ```
 //! Rows are rendered with the SmolLM2 chat template (ChatML plus its default system
 //! turn) by string formatting, so the figures are tokenization (encode, masks,
@@ -25,6 +25,8 @@ struct Args {
     n: usize,
     max_len: usize,
     pack: bool,
+    /// Keep each tokenizer's tokens.arrow here (to compare outputs across versions).
+    keep: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -34,6 +36,7 @@ fn args() -> Args {
         n: 100_000,
         max_len: 1024,
         pack: false,
+        keep: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,6 +46,7 @@ fn args() -> Args {
             "--n" => a.n = it.next().unwrap().parse().unwrap(),
             "--max-len" => a.max_len = it.next().unwrap().parse().unwrap(),
             "--pack" => a.pack = true,
+            "--keep" => a.keep = it.next().map(PathBuf::from),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -165,10 +169,19 @@ fn bench(
     )
     .unwrap();
     let secs = t0.elapsed().as_secs_f64();
+    if let Some(keep) = &a.keep {
+        std::fs::create_dir_all(keep).unwrap();
+        std::fs::copy(
+            dir.path().join(TOKENS_FILE),
+            keep.join(format!("{}.arrow", name.replace(':', "-"))),
+        )
+        .unwrap();
+    }
     println!(
         "{}",
         serde_json::json!({
             "tokenizer": name,
+            "fast_encoder": tok.has_fast_encoder(),
             "rows": stats.rows_in,
             "threads": rayon::current_num_threads(),
             "pack": a.pack,

@@ -22,9 +22,11 @@
 //! ```
 
 pub mod arrow_io;
+mod bpe;
 mod error;
 mod example;
 mod fast;
+mod gpt2_split;
 mod load;
 pub mod pack;
 pub mod pretok;

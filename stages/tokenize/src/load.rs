@@ -91,11 +91,7 @@ impl ModelTokenizer {
         };
         let mut ids = Vec::with_capacity(text.len() / 3);
         let mut offsets = Vec::with_capacity(text.len() / 3);
-        fast.encode(&self.tokenizer, text, &mut ids, &mut offsets)
-            .map_err(|e| TokenizeError::Encode {
-                row: 0,
-                message: e.to_string(),
-            })?;
+        fast.encode(text, &mut ids, &mut offsets);
         Ok((ids, offsets))
     }
 
@@ -110,6 +106,12 @@ impl ModelTokenizer {
                 message: e.to_string(),
             })?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// Whether [`ModelTokenizer::encode_with_offsets`] takes this crate's fast
+    /// encoder rather than the tokenizers pipeline (same ids either way).
+    pub fn has_fast_encoder(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The BOS to put in front of `ids`, if the tokenizer adds one and it is not there yet.
@@ -421,8 +423,8 @@ pub fn gguf(file: &GgufFile) -> Result<ModelTokenizer, TokenizeError> {
         fast: None,
     };
     tok.fast = match pre {
-        pretok::PreTokenizer::Gpt2 => Some(Fast::gpt2(&tok.tokenizer, false)),
-        pretok::PreTokenizer::DigitsGpt2 => Some(Fast::gpt2(&tok.tokenizer, true)),
+        pretok::PreTokenizer::Gpt2 => Fast::gpt2(&tok.tokenizer, false),
+        pretok::PreTokenizer::DigitsGpt2 => Fast::gpt2(&tok.tokenizer, true),
         pretok::PreTokenizer::Split { .. } => None,
     };
     let extra: Vec<u32> = ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]
