@@ -1,5 +1,7 @@
 //! One rendered example to token ids and labels: masking, BOS, end-of-turn, truncation.
 
+use std::cell::RefCell;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +93,15 @@ pub struct ExampleResult {
     pub eot_added: u32,
 }
 
+/// Per-thread buffers of [`tokenize_example`], reused across rows: spans, and
+/// the ids and offsets of the whole text before BOS and truncation.
+#[derive(Default)]
+struct Scratch {
+    spans: Vec<(usize, usize)>,
+    ids: Vec<u32>,
+    offsets: Vec<(usize, usize)>,
+}
+
 /// Tokenize one example. `row` only serves error messages.
 pub fn tokenize_example(
     tok: &ModelTokenizer,
@@ -98,8 +109,22 @@ pub fn tokenize_example(
     example: Example<'_>,
     opts: &ExampleOptions,
 ) -> Result<ExampleResult, TokenizeError> {
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = RefCell::default();
+    }
+    SCRATCH.with(|scratch| tokenize_with(tok, row, example, opts, &mut scratch.borrow_mut()))
+}
+
+fn tokenize_with(
+    tok: &ModelTokenizer,
+    row: usize,
+    example: Example<'_>,
+    opts: &ExampleOptions,
+    scratch: &mut Scratch,
+) -> Result<ExampleResult, TokenizeError> {
     let text = example.text;
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(example.spans.len());
+    let spans = &mut scratch.spans;
+    spans.clear();
     for &(start, end) in example.spans {
         if start > end || end as usize > text.len() {
             return Err(TokenizeError::BadSpan {
@@ -117,16 +142,21 @@ pub fn tokenize_example(
     if opts.train_on == TrainOn::Last {
         spans.drain(..spans.len().saturating_sub(1));
     }
-    let (ids, offsets) = tok.encode_with_offsets(text).map_err(|e| match e {
-        TokenizeError::Encode { message, .. } => TokenizeError::Encode { row, message },
-        other => other,
-    })?;
-    let (ids, offsets) = (&ids[..], &offsets[..]);
+    tok.encode_into(text, &mut scratch.ids, &mut scratch.offsets)
+        .map_err(|e| match e {
+            TokenizeError::Encode { message, .. } => TokenizeError::Encode { row, message },
+            other => other,
+        })?;
+    let (ids, offsets, spans) = (&scratch.ids[..], &scratch.offsets[..], &scratch.spans[..]);
 
-    let mut labels = vec![IGNORE; ids.len()];
+    // Sized once: BOS (when added) in front, then one label per token.
+    let bos = tok.bos_to_add(ids);
+    let head = usize::from(bos.is_some());
+    let mut labels = Vec::with_capacity(head + ids.len());
+    labels.resize(head + ids.len(), IGNORE);
     let mut eot_added = 0;
     if opts.train_on_prompt {
-        labels
+        labels[head..]
             .iter_mut()
             .zip(ids)
             .for_each(|(l, &id)| *l = id as i32);
@@ -141,26 +171,25 @@ pub fn tokenize_example(
                 k += 1;
             }
             if k < spans.len() && spans[k].0 < e {
-                labels[i] = ids[i] as i32;
+                labels[head + i] = ids[i] as i32;
             }
         }
         // The end-of-turn token right after a span is learned too: otherwise the
         // model never learns to stop.
-        for &(_, end) in &spans {
+        for &(_, end) in spans {
             let next = offsets.partition_point(|&(s, _)| s < end);
-            if next < ids.len() && labels[next] == IGNORE && tok.stop_ids.contains(&ids[next]) {
-                labels[next] = ids[next] as i32;
+            if next < ids.len()
+                && labels[head + next] == IGNORE
+                && tok.stop_ids.contains(&ids[next])
+            {
+                labels[head + next] = ids[next] as i32;
                 eot_added += 1;
             }
         }
     }
 
-    let mut input_ids = Vec::with_capacity(ids.len() + 1);
-    let bos = tok.bos_to_add(ids);
-    if let Some(bos) = bos {
-        input_ids.push(bos);
-        labels.insert(0, IGNORE);
-    }
+    let mut input_ids = Vec::with_capacity(head + ids.len());
+    input_ids.extend(bos);
     input_ids.extend_from_slice(ids);
     let full_len = input_ids.len();
     let mut truncated = false;

@@ -226,9 +226,11 @@ impl From<&TokenizeParams> for TokenizeOptions {
 }
 
 /// Tokenize `examples` into `out` (a `tokens.arrow`), [`CHUNK_ROWS`] at a time:
-/// each chunk is tokenized in parallel on the current rayon pool, packed when
-/// asked, and written as record batches, so memory stays bounded by the chunk.
-/// `progress` is called with the number of rows done after each chunk.
+/// each chunk is tokenized in parallel on the current rayon pool, then packed
+/// when asked and written as record batches on a writer thread while the next
+/// chunk is tokenized (writing is serial and would otherwise leave the pool
+/// idle). At most three chunks are in memory at once. `progress` is called with
+/// the number of rows tokenized after each chunk.
 pub fn tokenize_to_file<'a, I>(
     tok: &ModelTokenizer,
     examples: I,
@@ -243,6 +245,63 @@ where
     if max_len < 2 {
         return Err(TokenizeError::MaxLen(max_len));
     }
+    let writer = arrow_io::TokensWriter::create(out)?;
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<ToWriter>(1);
+        let writing = scope.spawn(move || write_chunks(writer, receive, options.pack, max_len));
+        let mut chunk: Vec<Example<'a>> = Vec::with_capacity(CHUNK_ROWS);
+        let mut first_row = 0usize;
+        let mut iter = examples.into_iter();
+        let tokenized = loop {
+            chunk.clear();
+            chunk.extend(iter.by_ref().take(CHUNK_ROWS));
+            if chunk.is_empty() {
+                break Ok(());
+            }
+            let results = chunk
+                .par_iter()
+                .enumerate()
+                .map(|(i, ex)| tokenize_example(tok, first_row + i, *ex, &options.example))
+                .collect::<Result<Vec<_>, _>>();
+            let results = match results {
+                Ok(results) => results,
+                Err(e) => break Err(e),
+            };
+            first_row += chunk.len();
+            if send.send(ToWriter::Chunk(results)).is_err() {
+                break Ok(()); // the writer stopped on an error, returned below
+            }
+            progress(first_row as u64);
+        };
+        if tokenized.is_ok() {
+            // A closed channel here means the writer failed; its error is returned below.
+            let _ = send.send(ToWriter::End);
+        }
+        drop(send);
+        let written = writing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tokenized?;
+        Ok(written?.expect("the writer gets End after a successful tokenization"))
+    })
+}
+
+/// What the tokenizing thread hands to the writer thread.
+enum ToWriter {
+    Chunk(Vec<ExampleResult>),
+    /// Every chunk was sent: finish the file.
+    End,
+}
+
+/// The writer thread: counts, packs and writes each chunk as it arrives, and
+/// finishes the file on [`ToWriter::End`]. A channel closed before that (the
+/// tokenizing side failed) leaves the file unfinished and gives `None`.
+fn write_chunks(
+    mut writer: arrow_io::TokensWriter,
+    chunks: std::sync::mpsc::Receiver<ToWriter>,
+    pack: bool,
+    max_len: usize,
+) -> Result<Option<TokenizeStats>, TokenizeError> {
     let mut stats = TokenizeStats {
         length_histogram: TokenizeStats::histogram_bounds(max_len)
             .into_iter()
@@ -250,23 +309,21 @@ where
             .collect(),
         ..TokenizeStats::default()
     };
-    let mut writer = arrow_io::TokensWriter::create(out)?;
     let mut batch = arrow_io::BatchBuilder::new();
-    let mut chunk: Vec<Example<'a>> = Vec::with_capacity(CHUNK_ROWS);
-    let mut first_row = 0usize;
-    let mut iter = examples.into_iter();
-    loop {
-        chunk.clear();
-        chunk.extend(iter.by_ref().take(CHUNK_ROWS));
-        if chunk.is_empty() {
-            break;
-        }
-        let results: Vec<ExampleResult> = chunk
-            .par_iter()
-            .enumerate()
-            .map(|(i, ex)| tokenize_example(tok, first_row + i, *ex, &options.example))
-            .collect::<Result<_, _>>()?;
-        first_row += chunk.len();
+    for message in chunks {
+        let results = match message {
+            ToWriter::Chunk(results) => results,
+            ToWriter::End => {
+                stats.sequences = writer.sequences;
+                writer.finish()?;
+                stats.fill = if stats.sequences == 0 {
+                    0.0
+                } else {
+                    stats.tokens as f64 / (stats.sequences as f64 * max_len as f64)
+                };
+                return Ok(Some(stats));
+            }
+        };
         for r in &results {
             stats.record(r);
         }
@@ -277,7 +334,7 @@ where
                 _ => None,
             })
             .collect();
-        if options.pack {
+        if pack {
             let lengths: Vec<usize> = kept.iter().map(|t| t.len()).collect();
             for bin in pack::first_fit_decreasing(&lengths, max_len) {
                 batch.push(bin.iter().map(|&i| kept[i]));
@@ -288,14 +345,6 @@ where
             }
         }
         writer.write(&mut batch)?;
-        progress(first_row as u64);
     }
-    stats.sequences = writer.sequences;
-    writer.finish()?;
-    stats.fill = if stats.sequences == 0 {
-        0.0
-    } else {
-        stats.tokens as f64 / (stats.sequences as f64 * max_len as f64)
-    };
-    Ok(stats)
+    Ok(None)
 }

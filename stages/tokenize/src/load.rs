@@ -86,13 +86,31 @@ impl ModelTokenizer {
 
     /// Token ids of `text` with the byte range of `text` each one covers; no BOS.
     pub fn encode_with_offsets(&self, text: &str) -> Result<IdsAndOffsets, TokenizeError> {
-        let Some(fast) = &self.fast else {
-            return self.encode_with_tokenizers(text);
-        };
         let mut ids = Vec::with_capacity(text.len() / 3);
         let mut offsets = Vec::with_capacity(text.len() / 3);
-        fast.encode(text, &mut ids, &mut offsets);
+        self.encode_into(text, &mut ids, &mut offsets)?;
         Ok((ids, offsets))
+    }
+
+    /// [`ModelTokenizer::encode_with_offsets`] into buffers the caller reuses
+    /// (cleared first).
+    pub(crate) fn encode_into(
+        &self,
+        text: &str,
+        ids: &mut Vec<u32>,
+        offsets: &mut Vec<(usize, usize)>,
+    ) -> Result<(), TokenizeError> {
+        ids.clear();
+        offsets.clear();
+        match &self.fast {
+            Some(fast) => fast.encode(text, ids, offsets),
+            None => {
+                let (i, o) = self.encode_with_tokenizers(text)?;
+                ids.extend_from_slice(&i);
+                offsets.extend_from_slice(&o);
+            }
+        }
+        Ok(())
     }
 
     /// [`ModelTokenizer::encode_with_offsets`] through the full tokenizers pipeline

@@ -537,6 +537,32 @@ fn bad_span_names_the_row() {
 }
 
 #[test]
+fn bad_span_in_a_later_chunk_stops_the_file_with_its_row() {
+    // The first chunk is already with the writer thread when the second one fails.
+    let tok = tiny();
+    let bad = CHUNK_ROWS + 5;
+    let texts: Vec<String> = (0..CHUNK_ROWS + 10).map(|i| format!("row {i}")).collect();
+    let examples = texts.iter().enumerate().map(|(i, t)| Example {
+        text: t,
+        spans: if i == bad { &[(0, 99)] } else { &[(0, 3)] },
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let options = TokenizeOptions {
+        example: opts(16),
+        pack: false,
+    };
+    let err = tokenize_to_file(
+        &tok,
+        examples,
+        &options,
+        &dir.path().join(TOKENS_FILE),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains(&format!("row {bad}")), "{err}");
+}
+
+#[test]
 fn params_defaults_and_unknown_keys() {
     let p: TokenizeParams = serde_json::from_str("{}").unwrap();
     assert_eq!(p.max_len, 2048);
