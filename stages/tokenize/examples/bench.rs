@@ -159,7 +159,7 @@ fn bench(
         |_| {},
     )
     .unwrap();
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), cpu_seconds());
     let stats = tokenize_to_file(
         &tok,
         rendered.iter().map(|(t, s)| Example { text: t, spans: s }),
@@ -169,6 +169,7 @@ fn bench(
     )
     .unwrap();
     let secs = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu0;
     if let Some(keep) = &a.keep {
         std::fs::create_dir_all(keep).unwrap();
         std::fs::copy(
@@ -188,6 +189,9 @@ fn bench(
             "max_len": a.max_len,
             "tokenizer_load_s": load_s,
             "tokenize_s": secs,
+            // CPU time of the process (all threads) for the timed run: on a shared,
+            // busy machine it moves much less than the wall time does.
+            "tokenize_cpu_s": cpu_s,
             "rows_per_s": stats.rows_in as f64 / secs,
             "tokens_per_s": stats.tokens as f64 / secs,
             "tokens": stats.tokens,
@@ -197,6 +201,21 @@ fn bench(
             "truncated": stats.truncated,
         })
     );
+}
+
+/// User + system CPU seconds of this process so far (Linux: /proc/self/stat, in
+/// clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 fn main() {

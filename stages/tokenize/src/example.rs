@@ -73,8 +73,8 @@ pub struct ExampleOptions {
 
 /// The fate of one example.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Kept(Tokenized),
+pub enum Outcome<T = Tokenized> {
+    Kept(T),
     /// Longer than `max_len` with `truncate: drop`.
     TooLong,
     /// No token left to learn (no assistant span, or truncated away).
@@ -83,8 +83,8 @@ pub enum Outcome {
 
 /// What happened to one example, for the stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExampleResult {
-    pub outcome: Outcome,
+pub struct ExampleResult<T = Tokenized> {
+    pub outcome: Outcome<T>,
     /// Tokens before truncation (BOS included).
     pub full_len: usize,
     pub truncated: bool,
@@ -93,13 +93,27 @@ pub struct ExampleResult {
     pub eot_added: u32,
 }
 
-/// Per-thread buffers of [`tokenize_example`], reused across rows: spans, and
-/// the ids and offsets of the whole text before BOS and truncation.
+/// A kept example whose tokens are elsewhere (in [`Scratch`], then in a [`Block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeptLen {
+    pub len: usize,
+    /// Tokens with a label.
+    pub trained: usize,
+}
+
+/// Per-thread buffers of [`tokenize_example`], reused across rows: spans, the
+/// ids and offsets of the whole text, and the example's final ids and labels.
 #[derive(Default)]
 struct Scratch {
     spans: Vec<(usize, usize)>,
     ids: Vec<u32>,
     offsets: Vec<(usize, usize)>,
+    input_ids: Vec<u32>,
+    labels: Vec<i32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
 /// Tokenize one example. `row` only serves error messages.
@@ -109,21 +123,93 @@ pub fn tokenize_example(
     example: Example<'_>,
     opts: &ExampleOptions,
 ) -> Result<ExampleResult, TokenizeError> {
-    thread_local! {
-        static SCRATCH: RefCell<Scratch> = RefCell::default();
-    }
-    SCRATCH.with(|scratch| tokenize_with(tok, row, example, opts, &mut scratch.borrow_mut()))
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let result = tokenize_with(tok, row, example, opts, scratch)?;
+        Ok(ExampleResult {
+            outcome: match result.outcome {
+                Outcome::Kept(_) => Outcome::Kept(Tokenized {
+                    input_ids: scratch.input_ids.clone(),
+                    labels: scratch.labels.clone(),
+                }),
+                Outcome::TooLong => Outcome::TooLong,
+                Outcome::NothingToLearn => Outcome::NothingToLearn,
+            },
+            full_len: result.full_len,
+            truncated: result.truncated,
+            bos_added: result.bos_added,
+            eot_added: result.eot_added,
+        })
+    })
 }
 
+/// Consecutive examples tokenized into shared buffers: the kept ones' ids and
+/// labels back to back, in row order, so a chunk costs a few allocations
+/// rather than two per row.
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    pub input_ids: Vec<u32>,
+    pub labels: Vec<i32>,
+    pub results: Vec<ExampleResult<KeptLen>>,
+}
+
+impl Block {
+    /// Each kept example's ids and labels, in row order.
+    pub fn kept(&self) -> impl Iterator<Item = (&[u32], &[i32])> {
+        let mut at = 0;
+        self.results.iter().filter_map(move |r| match r.outcome {
+            Outcome::Kept(KeptLen { len, .. }) => {
+                let range = at..at + len;
+                at += len;
+                Some((&self.input_ids[range.clone()], &self.labels[range]))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Tokenize `examples` (rows `first_row`, `first_row + 1`, ...) into one [`Block`].
+pub(crate) fn tokenize_block(
+    tok: &ModelTokenizer,
+    first_row: usize,
+    examples: &[Example<'_>],
+    opts: &ExampleOptions,
+) -> Result<Block, TokenizeError> {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let mut block = Block {
+            results: Vec::with_capacity(examples.len()),
+            ..Block::default()
+        };
+        for (i, example) in examples.iter().enumerate() {
+            let result = tokenize_with(tok, first_row + i, *example, opts, scratch)?;
+            if let Outcome::Kept(_) = result.outcome {
+                block.input_ids.extend_from_slice(&scratch.input_ids);
+                block.labels.extend_from_slice(&scratch.labels);
+            }
+            block.results.push(result);
+        }
+        Ok(block)
+    })
+}
+
+/// One example; a kept one leaves its ids and labels in `scratch.input_ids`
+/// and `scratch.labels`.
 fn tokenize_with(
     tok: &ModelTokenizer,
     row: usize,
     example: Example<'_>,
     opts: &ExampleOptions,
     scratch: &mut Scratch,
-) -> Result<ExampleResult, TokenizeError> {
+) -> Result<ExampleResult<KeptLen>, TokenizeError> {
     let text = example.text;
-    let spans = &mut scratch.spans;
+    let Scratch {
+        spans,
+        ids,
+        offsets,
+        input_ids,
+        labels,
+    } = scratch;
     spans.clear();
     for &(start, end) in example.spans {
         if start > end || end as usize > text.len() {
@@ -142,17 +228,16 @@ fn tokenize_with(
     if opts.train_on == TrainOn::Last {
         spans.drain(..spans.len().saturating_sub(1));
     }
-    tok.encode_into(text, &mut scratch.ids, &mut scratch.offsets)
-        .map_err(|e| match e {
-            TokenizeError::Encode { message, .. } => TokenizeError::Encode { row, message },
-            other => other,
-        })?;
-    let (ids, offsets, spans) = (&scratch.ids[..], &scratch.offsets[..], &scratch.spans[..]);
+    tok.encode_into(text, ids, offsets).map_err(|e| match e {
+        TokenizeError::Encode { message, .. } => TokenizeError::Encode { row, message },
+        other => other,
+    })?;
+    let (ids, offsets, spans) = (&ids[..], &offsets[..], &spans[..]);
 
-    // Sized once: BOS (when added) in front, then one label per token.
+    // BOS (when added) in front, then one label per token.
     let bos = tok.bos_to_add(ids);
     let head = usize::from(bos.is_some());
-    let mut labels = Vec::with_capacity(head + ids.len());
+    labels.clear();
     labels.resize(head + ids.len(), IGNORE);
     let mut eot_added = 0;
     if opts.train_on_prompt {
@@ -188,7 +273,7 @@ fn tokenize_with(
         }
     }
 
-    let mut input_ids = Vec::with_capacity(head + ids.len());
+    input_ids.clear();
     input_ids.extend(bos);
     input_ids.extend_from_slice(ids);
     let full_len = input_ids.len();
@@ -223,11 +308,14 @@ fn tokenize_with(
     if let Some(first) = labels.first_mut() {
         *first = IGNORE;
     }
-    let tokenized = Tokenized { input_ids, labels };
-    let outcome = if tokenized.trained() == 0 {
+    let trained = labels.iter().filter(|&&l| l != IGNORE).count();
+    let outcome = if trained == 0 {
         Outcome::NothingToLearn
     } else {
-        Outcome::Kept(tokenized)
+        Outcome::Kept(KeptLen {
+            len: input_ids.len(),
+            trained,
+        })
     };
     Ok(ExampleResult {
         outcome,

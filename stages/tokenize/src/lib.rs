@@ -53,6 +53,11 @@ pub const TOKENIZE_CODE_VERSION: u32 = 1;
 /// [`TOKENIZE_CODE_VERSION`]). It also bounds memory.
 pub const CHUNK_ROWS: usize = 16_384;
 
+/// Rows a worker tokenizes into one shared buffer ([`example::Block`]): small
+/// enough that a chunk splits evenly over the threads, large enough that the
+/// buffers cost little.
+const BLOCK_ROWS: usize = 256;
+
 /// Params of the `tokenize` stage.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -146,7 +151,7 @@ impl TokenizeStats {
         bounds
     }
 
-    fn record(&mut self, result: &ExampleResult) {
+    fn record(&mut self, result: &ExampleResult<example::KeptLen>) {
         self.rows_in += 1;
         self.bos_added += u64::from(result.bos_added);
         self.end_of_turn_added += u64::from(result.eot_added);
@@ -155,10 +160,10 @@ impl TokenizeStats {
             Outcome::NothingToLearn => self.dropped_nothing_to_learn += 1,
             Outcome::Kept(t) => {
                 self.examples += 1;
-                self.tokens += t.len() as u64;
-                self.trained_tokens += t.trained() as u64;
-                self.max_example_len = self.max_example_len.max(t.len() as u64);
-                let len = t.len() as u64;
+                self.tokens += t.len as u64;
+                self.trained_tokens += t.trained as u64;
+                self.max_example_len = self.max_example_len.max(t.len as u64);
+                let len = t.len as u64;
                 if let Some(bucket) = self.length_histogram.iter_mut().find(|b| len <= b.le) {
                     bucket.count += 1;
                 }
@@ -167,7 +172,7 @@ impl TokenizeStats {
         if result.truncated {
             self.truncated += 1;
             if let Outcome::Kept(t) = &result.outcome {
-                self.truncated_tokens += (result.full_len - t.len()) as u64;
+                self.truncated_tokens += (result.full_len - t.len) as u64;
             } else {
                 self.truncated_tokens += result.full_len as u64;
             }
@@ -258,17 +263,19 @@ where
             if chunk.is_empty() {
                 break Ok(());
             }
-            let results = chunk
-                .par_iter()
+            let blocks = chunk
+                .par_chunks(BLOCK_ROWS)
                 .enumerate()
-                .map(|(i, ex)| tokenize_example(tok, first_row + i, *ex, &options.example))
+                .map(|(b, rows)| {
+                    example::tokenize_block(tok, first_row + b * BLOCK_ROWS, rows, &options.example)
+                })
                 .collect::<Result<Vec<_>, _>>();
-            let results = match results {
-                Ok(results) => results,
+            let blocks = match blocks {
+                Ok(blocks) => blocks,
                 Err(e) => break Err(e),
             };
             first_row += chunk.len();
-            if send.send(ToWriter::Chunk(results)).is_err() {
+            if send.send(ToWriter::Chunk(blocks)).is_err() {
                 break Ok(()); // the writer stopped on an error, returned below
             }
             progress(first_row as u64);
@@ -288,7 +295,7 @@ where
 
 /// What the tokenizing thread hands to the writer thread.
 enum ToWriter {
-    Chunk(Vec<ExampleResult>),
+    Chunk(Vec<example::Block>),
     /// Every chunk was sent: finish the file.
     End,
 }
@@ -311,8 +318,8 @@ fn write_chunks(
     };
     let mut batch = arrow_io::BatchBuilder::new();
     for message in chunks {
-        let results = match message {
-            ToWriter::Chunk(results) => results,
+        let blocks = match message {
+            ToWriter::Chunk(blocks) => blocks,
             ToWriter::End => {
                 stats.sequences = writer.sequences;
                 writer.finish()?;
@@ -324,24 +331,19 @@ fn write_chunks(
                 return Ok(Some(stats));
             }
         };
-        for r in &results {
+        for r in blocks.iter().flat_map(|b| &b.results) {
             stats.record(r);
         }
-        let kept: Vec<&Tokenized> = results
-            .iter()
-            .filter_map(|r| match &r.outcome {
-                Outcome::Kept(t) => Some(t),
-                _ => None,
-            })
-            .collect();
+        let kept: Vec<(&[u32], &[i32])> = blocks.iter().flat_map(|b| b.kept()).collect();
+        batch.reserve(kept.len(), kept.iter().map(|(ids, _)| ids.len()).sum());
         if pack {
-            let lengths: Vec<usize> = kept.iter().map(|t| t.len()).collect();
+            let lengths: Vec<usize> = kept.iter().map(|(ids, _)| ids.len()).collect();
             for bin in pack::first_fit_decreasing(&lengths, max_len) {
                 batch.push(bin.iter().map(|&i| kept[i]));
             }
         } else {
-            for t in kept {
-                batch.push([t]);
+            for &example in &kept {
+                batch.push([example]);
             }
         }
         writer.write(&mut batch)?;
