@@ -25,8 +25,10 @@ use tokenizers::Tokenizer;
 
 use crate::load::bytes_to_unicode;
 
-/// Words kept per thread before its cache starts over (about 50 MB at most).
+/// A thread's cache starts over when it holds this many words, or this many
+/// bytes of words and ids: 30-40 MB at most.
 const CACHE_WORDS: usize = 1 << 18;
+const CACHE_BYTES: usize = 1 << 24;
 /// Longer pieces are not cached: they are rare and would crowd the cache.
 const CACHE_MAX_BYTES: usize = 256;
 /// Encoders whose caches a thread keeps at once.
@@ -148,15 +150,12 @@ impl ByteBpe {
     ) {
         let start = ids.len();
         match cache.words.get(word) {
+            // Most pieces are one token: a push, not a memcpy call.
+            Some(hit) if hit.len() == 1 => ids.push(hit[0]),
             Some(hit) => ids.extend_from_slice(hit),
             None => {
                 self.merge(&mut cache.scratch, word, ids);
-                if word.len() <= CACHE_MAX_BYTES {
-                    if cache.words.len() >= CACHE_WORDS {
-                        cache.words.clear();
-                    }
-                    cache.words.insert(word.into(), ids[start..].into());
-                }
+                cache.insert(word, &ids[start..]);
             }
         }
         let mut at = base;
@@ -256,5 +255,22 @@ struct Scratch {
 #[derive(Debug, Default)]
 pub(crate) struct WordCache {
     words: AHashMap<Box<[u8]>, Box<[u32]>>,
+    /// Bytes of the words and ids held.
+    bytes: usize,
     scratch: Scratch,
+}
+
+impl WordCache {
+    fn insert(&mut self, word: &[u8], ids: &[u32]) {
+        if word.len() > CACHE_MAX_BYTES {
+            return;
+        }
+        let bytes = word.len() + 4 * ids.len();
+        if self.words.len() >= CACHE_WORDS || self.bytes + bytes > CACHE_BYTES {
+            self.words.clear();
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+        self.words.insert(word.into(), ids.into());
+    }
 }

@@ -30,6 +30,8 @@ pub(crate) struct Fast {
     kind: Kind,
     /// Added tokens by first byte, longest first.
     specials: Vec<Vec<(Box<str>, u32)>>,
+    /// Whether some added token starts with this byte: most bytes skip the lookup.
+    starts_special: [bool; 256],
 }
 
 impl Fast {
@@ -59,7 +61,12 @@ impl Fast {
         for list in &mut specials {
             list.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
         }
-        Self { kind, specials }
+        let starts_special = std::array::from_fn(|b| !specials[b].is_empty());
+        Self {
+            kind,
+            specials,
+            starts_special,
+        }
     }
 
     /// Token ids and byte offsets of `text` (no BOS), appended to `ids` / `offsets`.
@@ -112,6 +119,10 @@ impl Fast {
         let mut start = 0; // start of the current plain segment
         let mut i = 0;
         while i < bytes.len() {
+            if !self.starts_special[bytes[i] as usize] {
+                i += 1;
+                continue;
+            }
             let found = self.specials[bytes[i] as usize]
                 .iter()
                 .find(|(s, _)| bytes[i..].starts_with(s.as_bytes()));
