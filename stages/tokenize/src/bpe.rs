@@ -274,3 +274,113 @@ impl WordCache {
         self.words.insert(word.into(), ids.into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::Model;
+    use tokenizers::models::bpe::BPE;
+
+    /// A tokenizer over the 256 byte tokens plus the merges' results.
+    fn tokenizer(merges: &[(&str, &str)]) -> Tokenizer {
+        let spelling = bytes_to_unicode();
+        let mut vocab: AHashMap<String, u32> = (0..=255u8)
+            .map(|b| (spelling[b as usize].to_string(), u32::from(b)))
+            .collect();
+        for (a, b) in merges {
+            let next = vocab.len() as u32;
+            vocab.entry(format!("{a}{b}")).or_insert(next);
+        }
+        let merges = merges
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .unwrap();
+        Tokenizer::new(bpe)
+    }
+
+    fn encode(bpe: &ByteBpe, word: &str) -> (Vec<u32>, Vec<(usize, usize)>) {
+        let (mut ids, mut offsets) = (Vec::new(), Vec::new());
+        bpe.with_cache(|cache| bpe.encode_word(cache, word.as_bytes(), 10, &mut ids, &mut offsets));
+        (ids, offsets)
+    }
+
+    #[test]
+    fn lowest_rank_first_then_leftmost() {
+        let tok = tokenizer(&[("b", "c"), ("a", "b"), ("a", "a"), ("aa", "a")]);
+        let bpe = ByteBpe::from_tokenizer(&tok).unwrap();
+        let (bc, aa, aaa) = (256, 258, 259);
+        // `b c` outranks `a b`, so `abc` is a + bc.
+        assert_eq!(encode(&bpe, "abc").0, [u32::from(b'a'), bc]);
+        // Ties go left: aaaa is aa + aa, not a + aa + a; aaa merges on to aaa.
+        assert_eq!(encode(&bpe, "aaaa").0, [aa, aa]);
+        assert_eq!(encode(&bpe, "aaa").0, [aaa]);
+        // `a b` outranks `a a`: aab is a + ab; offsets are bytes from the piece's start.
+        assert_eq!(
+            encode(&bpe, "aab"),
+            (vec![u32::from(b'a'), 257], vec![(10, 11), (11, 13)])
+        );
+        // A cached word gives the same again.
+        assert_eq!(encode(&bpe, "aaaa").0, [aa, aa]);
+        // ASCII letters are spelt as themselves in the byte alphabet.
+        for word in ["abc", "aaaa", "aaa", "aab", "bcbcaab"] {
+            let expected: Vec<u32> = tok
+                .get_model()
+                .tokenize(word)
+                .unwrap()
+                .iter()
+                .map(|t| t.id)
+                .collect();
+            assert_eq!(encode(&bpe, word).0, expected, "{word}");
+        }
+    }
+
+    #[test]
+    fn declines_models_it_does_not_reproduce() {
+        let spelling = bytes_to_unicode();
+        let vocab: AHashMap<String, u32> = (0..=255u8)
+            .map(|b| (spelling[b as usize].to_string(), u32::from(b)))
+            .collect();
+        let with_prefix = BPE::builder()
+            .vocab_and_merges(vocab.clone(), Vec::new())
+            .continuing_subword_prefix("##".into())
+            .build()
+            .unwrap();
+        assert!(ByteBpe::from_tokenizer(&Tokenizer::new(with_prefix)).is_none());
+        let ignore_merges = BPE::builder()
+            .vocab_and_merges(vocab, Vec::new())
+            .ignore_merges(true)
+            .build()
+            .unwrap();
+        assert!(ByteBpe::from_tokenizer(&Tokenizer::new(ignore_merges)).is_none());
+    }
+
+    #[test]
+    fn cache_starts_over_when_full() {
+        let mut cache = WordCache::default();
+        for k in 0..CACHE_WORDS as u32 {
+            cache.insert(&k.to_le_bytes(), &[k]);
+        }
+        assert_eq!(cache.words.len(), CACHE_WORDS);
+        cache.insert(b"one more", &[1, 2]);
+        assert_eq!(cache.words.len(), 1);
+        assert_eq!(
+            cache.words.get(&b"one more"[..]).map(|ids| &ids[..]),
+            Some(&[1, 2][..])
+        );
+        // Long words count by bytes, and the longest are not kept at all.
+        cache.insert(&[b'x'; CACHE_MAX_BYTES + 1], &[7]);
+        assert_eq!(cache.words.len(), 1);
+        let long = [b'y'; CACHE_MAX_BYTES];
+        for k in 0..=CACHE_BYTES / CACHE_MAX_BYTES {
+            let mut word = long;
+            word[..8].copy_from_slice(&(k as u64).to_le_bytes());
+            cache.insert(&word, &[1]);
+        }
+        assert!(cache.bytes <= CACHE_BYTES);
+        assert!(cache.words.len() < CACHE_BYTES / CACHE_MAX_BYTES);
+    }
+}
