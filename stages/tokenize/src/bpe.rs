@@ -12,7 +12,9 @@
 //! serialized form lists the merges in rank order), so they are the ones the
 //! tokenizers pipeline uses. [`ByteBpe::from_tokenizer`] declines any model
 //! with options this does not reproduce (dropout, subword prefixes or suffixes,
-//! `ignore_merges`, a byte missing from the vocabulary).
+//! `ignore_merges`, or bytes missing from the vocabulary while the model has an
+//! unknown token or byte fallback; without those tokenizers drops such bytes,
+//! and so does this).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;

@@ -113,6 +113,8 @@ struct Scratch {
 }
 
 thread_local! {
+    /// Borrowed for a whole row or block: nothing inside calls into rayon, so a
+    /// worker cannot steal another row's job while holding it.
     static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 

@@ -5,12 +5,15 @@
 //! - [`load_tokenizer`] builds the model's tokenizer: `builtin:tiny` (byte-level,
 //!   in code), a Hugging Face folder's `tokenizer.json`, or a GGUF's byte-level BPE
 //!   vocabulary with its pre-tokenizer looked up by name in an explicit table
-//!   ([`pretok`]); special tokens written in the text become single tokens;
+//!   ([`pretok`]); special tokens written in the text become single tokens. The
+//!   builtin and GPT-2-split GGUF tokenizers encode through this crate's own
+//!   split and byte-level BPE with per-thread word caches (same ids, checked
+//!   against tokenizers in the tests); others through the tokenizers pipeline;
 //! - [`tokenize_example`] labels tokens `-100` outside the assistant spans, learns
 //!   the end-of-turn token, never doubles BOS and truncates to `max_len`;
 //! - [`tokenize_to_file`] does that in parallel over bounded chunks, packs
 //!   examples first-fit-decreasing when asked, and streams `tokens.arrow`
-//!   ([`arrow_io`]) while counting [`TokenizeStats`].
+//!   ([`arrow_io`]) from a writer thread while counting [`TokenizeStats`].
 //!
 //! Caching and the recipe live elsewhere: the `tokenize` stage adapter in the
 //! `pipe` binary reads the rendered table and calls [`tokenize_to_file`].
