@@ -170,19 +170,20 @@ impl Block {
     }
 }
 
-/// Tokenize `examples` (rows `first_row`, `first_row + 1`, ...) into one [`Block`].
+/// Tokenize `examples` (rows `first_row`, `first_row + 1`, ...) into `block`
+/// (emptied first; its buffers' capacity is reused).
 pub(crate) fn tokenize_block(
     tok: &ModelTokenizer,
     first_row: usize,
     examples: &[Example<'_>],
     opts: &ExampleOptions,
+    mut block: Block,
 ) -> Result<Block, TokenizeError> {
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
-        let mut block = Block {
-            results: Vec::with_capacity(examples.len()),
-            ..Block::default()
-        };
+        block.input_ids.clear();
+        block.labels.clear();
+        block.results.clear();
         for (i, example) in examples.iter().enumerate() {
             let result = tokenize_with(tok, first_row + i, *example, opts, scratch)?;
             if let Outcome::Kept(_) = result.outcome {

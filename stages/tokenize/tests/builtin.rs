@@ -579,3 +579,44 @@ fn params_defaults_and_unknown_keys() {
     );
     assert!(serde_json::from_str::<TokenizeParams>(r#"{"max_length": 5}"#).is_err());
 }
+
+#[test]
+fn rows_over_several_chunks_come_out_in_order_as_tokenized_alone() {
+    // More than three chunks: later chunks fill buffers handed back by the writer.
+    let tok = tiny();
+    let n = 3 * CHUNK_ROWS + 7;
+    let convs = many(n);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(TOKENS_FILE);
+    let options = TokenizeOptions {
+        example: opts(64),
+        pack: false,
+    };
+    let examples = convs.iter().map(|c| Example {
+        text: &c.text,
+        spans: &c.spans,
+    });
+    let stats = tokenize_to_file(&tok, examples, &options, &out, |_| {}).unwrap();
+    let seqs = read_tokens(&out).unwrap();
+    assert_eq!((stats.rows_in, seqs.len()), (n as u64, n));
+    assert!(stats.truncated > 0, "some rows are cut to 64 tokens");
+    for (i, (c, seq)) in convs.iter().zip(&seqs).enumerate() {
+        let alone = kept(
+            tokenize_example(
+                &tok,
+                i,
+                Example {
+                    text: &c.text,
+                    spans: &c.spans,
+                },
+                &options.example,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            (&seq.input_ids, &seq.labels),
+            (&alone.input_ids, &alone.labels),
+            "row {i}"
+        );
+    }
+}
