@@ -5,15 +5,15 @@ Mirrors /work/shared/peers/hf_preprocess.py: records from synth_data.py ->
 datasets.Dataset.from_list -> .map(batched=True, num_proc=2) with the peer's own
 `preprocess` (apply_chat_template with the SmolLM2 template from the GGUF, prompt
 and response tokenized separately, prompt labels -100, cut to --cutoff-len).
-Then runs the Rust bench (`cargo run --release -p pipe-tokenize --example bench`)
-on the same records and prints records/s for both and the ratio.
+Then runs the Rust bench (`cargo build -p pipe-tokenize --example bench`: the dev
+profile builds it at opt-level 3) on the same records and prints records/s for both and the ratio.
 
 The tokenizer is built the way AutoTokenizer.from_pretrained(dir, gguf_file=...)
 builds it; when torch is missing (transformers' GGUF reader imports it), the
 same builder is called directly on metadata read with the `gguf` package.
 
   /work/venv-tok/bin/python hf_compare.py --gguf $SMOLLM2_GGUF \\
-      --rust-bin /work/target-tokenize/release/examples/bench
+      --rust-bin /work/target-tokenize/debug/examples/bench
   /work/venv-tok/bin/python hf_compare.py --write-records /tmp/alpaca100k.jsonl   # records only
 """
 import argparse

@@ -4,7 +4,7 @@
 //! # same records as the Python peer (/work/shared/peers/synth_data.py):
 //! python3 stages/tokenize/bench/hf_compare.py --write-records /tmp/alpaca100k.jsonl
 //! cargo run --release -p pipe-tokenize --example bench -- \
-//!     --records /tmp/alpaca100k.jsonl --gguf $SMOLLM2_GGUF [--pack] [--max-len 1024]
+//!     --records /tmp/alpaca100k.jsonl --gguf $SMOLLM2_GGUF [--pack] [--max-len 1024] [--keep DIR]
 //! ```
 //! Rows are rendered with the SmolLM2 chat template (ChatML plus its default system
 //! turn) by string formatting, so the figures are tokenization (encode, masks,
@@ -25,6 +25,8 @@ struct Args {
     n: usize,
     max_len: usize,
     pack: bool,
+    /// Keep each tokenizer's tokens.arrow here (to compare outputs across versions).
+    keep: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -34,6 +36,7 @@ fn args() -> Args {
         n: 100_000,
         max_len: 1024,
         pack: false,
+        keep: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,6 +46,7 @@ fn args() -> Args {
             "--n" => a.n = it.next().unwrap().parse().unwrap(),
             "--max-len" => a.max_len = it.next().unwrap().parse().unwrap(),
             "--pack" => a.pack = true,
+            "--keep" => a.keep = it.next().map(PathBuf::from),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -155,7 +159,7 @@ fn bench(
         |_| {},
     )
     .unwrap();
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), cpu_seconds());
     let stats = tokenize_to_file(
         &tok,
         rendered.iter().map(|(t, s)| Example { text: t, spans: s }),
@@ -165,16 +169,29 @@ fn bench(
     )
     .unwrap();
     let secs = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu0;
+    if let Some(keep) = &a.keep {
+        std::fs::create_dir_all(keep).unwrap();
+        std::fs::copy(
+            dir.path().join(TOKENS_FILE),
+            keep.join(format!("{}.arrow", name.replace(':', "-"))),
+        )
+        .unwrap();
+    }
     println!(
         "{}",
         serde_json::json!({
             "tokenizer": name,
+            "fast_encoder": tok.has_fast_encoder(),
             "rows": stats.rows_in,
             "threads": rayon::current_num_threads(),
             "pack": a.pack,
             "max_len": a.max_len,
             "tokenizer_load_s": load_s,
             "tokenize_s": secs,
+            // CPU time of the process (all threads) for the timed run: on a shared,
+            // busy machine it moves much less than the wall time does.
+            "tokenize_cpu_s": cpu_s,
             "rows_per_s": stats.rows_in as f64 / secs,
             "tokens_per_s": stats.tokens as f64 / secs,
             "tokens": stats.tokens,
@@ -184,6 +201,21 @@ fn bench(
             "truncated": stats.truncated,
         })
     );
+}
+
+/// User + system CPU seconds of this process so far (Linux: /proc/self/stat, in
+/// clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 fn main() {

@@ -18,7 +18,6 @@ use arrow_ipc::writer::FileWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::TokenizeError;
-use crate::example::Tokenized;
 
 /// File name of the token table inside each output folder.
 pub const TOKENS_FILE: &str = "tokens.arrow";
@@ -73,14 +72,25 @@ impl BatchBuilder {
         self.offsets.len() - 1
     }
 
-    /// Append one sequence made of `segments` (one for unpacked data).
-    pub fn push<'a>(&mut self, segments: impl IntoIterator<Item = &'a Tokenized>) {
-        for (seg, t) in segments.into_iter().enumerate() {
-            self.input_ids.extend_from_slice(&t.input_ids);
-            self.labels.extend_from_slice(&t.labels);
-            self.position_ids.extend(0..t.len() as u32);
+    /// Room for `sequences` more sequences of `tokens` tokens in all: columns
+    /// sized once per batch rather than grown (and copied) as rows arrive.
+    pub fn reserve(&mut self, sequences: usize, tokens: usize) {
+        self.input_ids.reserve(tokens);
+        self.labels.reserve(tokens);
+        self.position_ids.reserve(tokens);
+        self.segment_ids.reserve(tokens);
+        self.offsets.reserve(sequences);
+    }
+
+    /// Append one sequence made of `segments`, each example's ids and labels
+    /// (one segment for unpacked data).
+    pub fn push<'a>(&mut self, segments: impl IntoIterator<Item = (&'a [u32], &'a [i32])>) {
+        for (seg, (ids, labels)) in segments.into_iter().enumerate() {
+            self.input_ids.extend_from_slice(ids);
+            self.labels.extend_from_slice(labels);
+            self.position_ids.extend(0..ids.len() as u32);
             self.segment_ids
-                .extend(std::iter::repeat_n(seg as u32 + 1, t.len()));
+                .extend(std::iter::repeat_n(seg as u32 + 1, ids.len()));
         }
         let end = i32::try_from(self.input_ids.len()).expect("a batch holds < 2^31 tokens");
         self.offsets.push(end);
@@ -211,6 +221,7 @@ fn values<T: ArrowPrimitiveType>(list: &ListArray, row: usize) -> Vec<T::Native>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::example::Tokenized;
 
     #[test]
     fn round_trip_and_same_bytes() {
@@ -227,10 +238,14 @@ mod tests {
             let path = dir.path().join(name);
             let mut w = TokensWriter::create(&path).unwrap();
             let mut batch = BatchBuilder::new();
-            batch.push([&a, &b]);
-            batch.push([&b]);
+            let (a, b) = (
+                (&a.input_ids[..], &a.labels[..]),
+                (&b.input_ids[..], &b.labels[..]),
+            );
+            batch.push([a, b]);
+            batch.push([b]);
             w.write(&mut batch).unwrap();
-            batch.push([&a]);
+            batch.push([a]);
             w.write(&mut batch).unwrap();
             w.finish().unwrap();
             path

@@ -1,5 +1,7 @@
 //! One rendered example to token ids and labels: masking, BOS, end-of-turn, truncation.
 
+use std::cell::RefCell;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -71,8 +73,8 @@ pub struct ExampleOptions {
 
 /// The fate of one example.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Kept(Tokenized),
+pub enum Outcome<T = Tokenized> {
+    Kept(T),
     /// Longer than `max_len` with `truncate: drop`.
     TooLong,
     /// No token left to learn (no assistant span, or truncated away).
@@ -81,14 +83,39 @@ pub enum Outcome {
 
 /// What happened to one example, for the stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExampleResult {
-    pub outcome: Outcome,
+pub struct ExampleResult<T = Tokenized> {
+    pub outcome: Outcome<T>,
     /// Tokens before truncation (BOS included).
     pub full_len: usize,
     pub truncated: bool,
     pub bos_added: bool,
     /// The end-of-turn token after a span was outside it and got learned anyway.
     pub eot_added: u32,
+}
+
+/// A kept example whose tokens are elsewhere (in [`Scratch`], then in a [`Block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeptLen {
+    pub len: usize,
+    /// Tokens with a label.
+    pub trained: usize,
+}
+
+/// Per-thread buffers of [`tokenize_example`], reused across rows: spans, the
+/// ids and offsets of the whole text, and the example's final ids and labels.
+#[derive(Default)]
+struct Scratch {
+    spans: Vec<(usize, usize)>,
+    ids: Vec<u32>,
+    offsets: Vec<(usize, usize)>,
+    input_ids: Vec<u32>,
+    labels: Vec<i32>,
+}
+
+thread_local! {
+    /// Borrowed for a whole row or block: nothing inside calls into rayon, so a
+    /// worker cannot steal another row's job while holding it.
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
 /// Tokenize one example. `row` only serves error messages.
@@ -98,8 +125,95 @@ pub fn tokenize_example(
     example: Example<'_>,
     opts: &ExampleOptions,
 ) -> Result<ExampleResult, TokenizeError> {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let result = tokenize_with(tok, row, example, opts, scratch)?;
+        Ok(ExampleResult {
+            outcome: match result.outcome {
+                Outcome::Kept(_) => Outcome::Kept(Tokenized {
+                    input_ids: scratch.input_ids.clone(),
+                    labels: scratch.labels.clone(),
+                }),
+                Outcome::TooLong => Outcome::TooLong,
+                Outcome::NothingToLearn => Outcome::NothingToLearn,
+            },
+            full_len: result.full_len,
+            truncated: result.truncated,
+            bos_added: result.bos_added,
+            eot_added: result.eot_added,
+        })
+    })
+}
+
+/// Consecutive examples tokenized into shared buffers: the kept ones' ids and
+/// labels back to back, in row order, so a chunk costs a few allocations
+/// rather than two per row.
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    pub input_ids: Vec<u32>,
+    pub labels: Vec<i32>,
+    pub results: Vec<ExampleResult<KeptLen>>,
+}
+
+impl Block {
+    /// Each kept example's ids and labels, in row order.
+    pub fn kept(&self) -> impl Iterator<Item = (&[u32], &[i32])> {
+        let mut at = 0;
+        self.results.iter().filter_map(move |r| match r.outcome {
+            Outcome::Kept(KeptLen { len, .. }) => {
+                let range = at..at + len;
+                at += len;
+                Some((&self.input_ids[range.clone()], &self.labels[range]))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Tokenize `examples` (rows `first_row`, `first_row + 1`, ...) into `block`
+/// (emptied first; its buffers' capacity is reused).
+pub(crate) fn tokenize_block(
+    tok: &ModelTokenizer,
+    first_row: usize,
+    examples: &[Example<'_>],
+    opts: &ExampleOptions,
+    mut block: Block,
+) -> Result<Block, TokenizeError> {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        block.input_ids.clear();
+        block.labels.clear();
+        block.results.clear();
+        for (i, example) in examples.iter().enumerate() {
+            let result = tokenize_with(tok, first_row + i, *example, opts, scratch)?;
+            if let Outcome::Kept(_) = result.outcome {
+                block.input_ids.extend_from_slice(&scratch.input_ids);
+                block.labels.extend_from_slice(&scratch.labels);
+            }
+            block.results.push(result);
+        }
+        Ok(block)
+    })
+}
+
+/// One example; a kept one leaves its ids and labels in `scratch.input_ids`
+/// and `scratch.labels`.
+fn tokenize_with(
+    tok: &ModelTokenizer,
+    row: usize,
+    example: Example<'_>,
+    opts: &ExampleOptions,
+    scratch: &mut Scratch,
+) -> Result<ExampleResult<KeptLen>, TokenizeError> {
     let text = example.text;
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(example.spans.len());
+    let Scratch {
+        spans,
+        ids,
+        offsets,
+        input_ids,
+        labels,
+    } = scratch;
+    spans.clear();
     for &(start, end) in example.spans {
         if start > end || end as usize > text.len() {
             return Err(TokenizeError::BadSpan {
@@ -117,16 +231,20 @@ pub fn tokenize_example(
     if opts.train_on == TrainOn::Last {
         spans.drain(..spans.len().saturating_sub(1));
     }
-    let (ids, offsets) = tok.encode_with_offsets(text).map_err(|e| match e {
+    tok.encode_into(text, ids, offsets).map_err(|e| match e {
         TokenizeError::Encode { message, .. } => TokenizeError::Encode { row, message },
         other => other,
     })?;
-    let (ids, offsets) = (&ids[..], &offsets[..]);
+    let (ids, offsets, spans) = (&ids[..], &offsets[..], &spans[..]);
 
-    let mut labels = vec![IGNORE; ids.len()];
+    // BOS (when added) in front, then one label per token.
+    let bos = tok.bos_to_add(ids);
+    let head = usize::from(bos.is_some());
+    labels.clear();
+    labels.resize(head + ids.len(), IGNORE);
     let mut eot_added = 0;
     if opts.train_on_prompt {
-        labels
+        labels[head..]
             .iter_mut()
             .zip(ids)
             .for_each(|(l, &id)| *l = id as i32);
@@ -141,26 +259,25 @@ pub fn tokenize_example(
                 k += 1;
             }
             if k < spans.len() && spans[k].0 < e {
-                labels[i] = ids[i] as i32;
+                labels[head + i] = ids[i] as i32;
             }
         }
         // The end-of-turn token right after a span is learned too: otherwise the
         // model never learns to stop.
-        for &(_, end) in &spans {
+        for &(_, end) in spans {
             let next = offsets.partition_point(|&(s, _)| s < end);
-            if next < ids.len() && labels[next] == IGNORE && tok.stop_ids.contains(&ids[next]) {
-                labels[next] = ids[next] as i32;
+            if next < ids.len()
+                && labels[head + next] == IGNORE
+                && tok.stop_ids.contains(&ids[next])
+            {
+                labels[head + next] = ids[next] as i32;
                 eot_added += 1;
             }
         }
     }
 
-    let mut input_ids = Vec::with_capacity(ids.len() + 1);
-    let bos = tok.bos_to_add(ids);
-    if let Some(bos) = bos {
-        input_ids.push(bos);
-        labels.insert(0, IGNORE);
-    }
+    input_ids.clear();
+    input_ids.extend(bos);
     input_ids.extend_from_slice(ids);
     let full_len = input_ids.len();
     let mut truncated = false;
@@ -194,11 +311,14 @@ pub fn tokenize_example(
     if let Some(first) = labels.first_mut() {
         *first = IGNORE;
     }
-    let tokenized = Tokenized { input_ids, labels };
-    let outcome = if tokenized.trained() == 0 {
+    let trained = labels.iter().filter(|&&l| l != IGNORE).count();
+    let outcome = if trained == 0 {
         Outcome::NothingToLearn
     } else {
-        Outcome::Kept(tokenized)
+        Outcome::Kept(KeptLen {
+            len: input_ids.len(),
+            trained,
+        })
     };
     Ok(ExampleResult {
         outcome,

@@ -1,30 +1,28 @@
 //! A faster encoder for the tokenizers this crate builds itself (builtin:tiny and
 //! GGUF vocabularies with the GPT-2 split, with or without single digits).
 //!
-//! Why: tokenizers without its C features runs the GPT-2 split regex on
-//! fancy-regex, whose backtracking (for the `\s+(?!\S)` lookahead) is ~85% of
-//! encode time. Here the same split runs on the `regex` crate's automaton without
-//! the lookahead, and the lookahead's one effect is applied by hand: a run of two
-//! or more whitespace characters followed by a non-space gives its last character
-//! to the next piece. Special tokens are matched leftmost-longest as tokenizers'
-//! added vocabulary does (they are all plain: no lstrip/rstrip/single_word), and
-//! each piece goes to the same BPE model (with its cache). Tests check the ids
-//! and offsets against the tokenizers pipeline.
+//! Why: the tokenizers pipeline runs the GPT-2 split regex on fancy-regex
+//! (backtracking for the `\s+(?!\S)` lookahead), allocates strings per piece and
+//! per token, and caches only 10,000 words. Here special tokens are matched
+//! leftmost-longest as tokenizers' added vocabulary does (they are all plain: no
+//! lstrip/rstrip/single_word), the text between them is cut into digits
+//! (`Digits(individual_digits)`, when the model has it) and GPT-2 pieces
+//! ([`gpt2_split`]), and each piece's bytes go to [`ByteBpe`] with its per-thread
+//! word cache. Tests check the ids and offsets against the tokenizers pipeline.
 
-use regex::Regex;
-use tokenizers::{Model, Tokenizer};
+use std::sync::Arc;
 
-use crate::load::bytes_to_unicode;
+use tokenizers::Tokenizer;
 
-/// GPT-2's split minus the `\s+(?!\S)` alternative (handled in [`Fast::split`]).
-const GPT2_NO_LOOKAHEAD: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
+use crate::bpe::ByteBpe;
+use crate::gpt2_split;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
     /// builtin:tiny: token id = byte value.
     Bytes,
     /// Byte-level BPE after the GPT-2 split, digits first isolated when `digits`.
-    Gpt2 { digits: bool, regex: Regex },
+    Gpt2 { digits: bool, bpe: Arc<ByteBpe> },
 }
 
 #[derive(Debug, Clone)]
@@ -32,7 +30,8 @@ pub(crate) struct Fast {
     kind: Kind,
     /// Added tokens by first byte, longest first.
     specials: Vec<Vec<(Box<str>, u32)>>,
-    byte_chars: [char; 256],
+    /// Whether some added token starts with this byte: most bytes skip the lookup.
+    starts_special: [bool; 256],
 }
 
 impl Fast {
@@ -40,9 +39,10 @@ impl Fast {
         Self::new(Kind::Bytes, tokenizer)
     }
 
-    pub(crate) fn gpt2(tokenizer: &Tokenizer, digits: bool) -> Self {
-        let regex = Regex::new(GPT2_NO_LOOKAHEAD).expect("the GPT-2 split compiles");
-        Self::new(Kind::Gpt2 { digits, regex }, tokenizer)
+    /// `None` when the tokenizer's BPE model has options [`ByteBpe`] does not reproduce.
+    pub(crate) fn gpt2(tokenizer: &Tokenizer, digits: bool) -> Option<Self> {
+        let bpe = Arc::new(ByteBpe::from_tokenizer(tokenizer)?);
+        Some(Self::new(Kind::Gpt2 { digits, bpe }, tokenizer))
     }
 
     fn new(kind: Kind, tokenizer: &Tokenizer) -> Self {
@@ -61,31 +61,76 @@ impl Fast {
         for list in &mut specials {
             list.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
         }
+        let starts_special = std::array::from_fn(|b| !specials[b].is_empty());
         Self {
             kind,
             specials,
-            byte_chars: bytes_to_unicode(),
+            starts_special,
         }
     }
 
     /// Token ids and byte offsets of `text` (no BOS), appended to `ids` / `offsets`.
-    pub(crate) fn encode(
+    pub(crate) fn encode(&self, text: &str, ids: &mut Vec<u32>, offsets: &mut Vec<(usize, usize)>) {
+        match &self.kind {
+            Kind::Bytes => self.segments(text, ids, offsets, |start, end, ids, offsets| {
+                for k in start..end {
+                    ids.push(u32::from(text.as_bytes()[k]));
+                    offsets.push((k, k + 1));
+                }
+            }),
+            Kind::Gpt2 { digits, bpe } => bpe.with_cache(|cache| {
+                self.segments(text, ids, offsets, |start, end, ids, offsets| {
+                    let mut gpt2 = |from: usize, to: usize, ids: &mut Vec<u32>, offsets: &mut _| {
+                        gpt2_split::split(&text[from..to], |a, b| {
+                            let word = &text.as_bytes()[from + a..from + b];
+                            bpe.encode_word(cache, word, from + a, ids, offsets)
+                        })
+                    };
+                    if !*digits {
+                        return gpt2(start, end, ids, offsets);
+                    }
+                    // Every numeric character is a piece of its own (tokenizers' Digits),
+                    // and the GPT-2 split runs on the text between them.
+                    let mut from = start;
+                    for (k, c) in text[start..end].char_indices() {
+                        if c.is_numeric() {
+                            let (k, e) = (start + k, start + k + c.len_utf8());
+                            gpt2(from, k, ids, offsets);
+                            gpt2(k, e, ids, offsets);
+                            from = e;
+                        }
+                    }
+                    gpt2(from, end, ids, offsets);
+                })
+            }),
+        }
+    }
+
+    /// Cuts `text` at the special tokens: their ids go straight to `ids`, the
+    /// text between them (byte range) to `plain`.
+    fn segments(
         &self,
-        tokenizer: &Tokenizer,
         text: &str,
         ids: &mut Vec<u32>,
         offsets: &mut Vec<(usize, usize)>,
-    ) -> tokenizers::Result<()> {
+        mut plain: impl FnMut(usize, usize, &mut Vec<u32>, &mut Vec<(usize, usize)>),
+    ) {
         let bytes = text.as_bytes();
         let mut start = 0; // start of the current plain segment
         let mut i = 0;
         while i < bytes.len() {
+            if !self.starts_special[bytes[i] as usize] {
+                i += 1;
+                continue;
+            }
             let found = self.specials[bytes[i] as usize]
                 .iter()
                 .find(|(s, _)| bytes[i..].starts_with(s.as_bytes()));
             match found {
                 Some((s, id)) => {
-                    self.plain(tokenizer, text, start, i, ids, offsets)?;
+                    if start < i {
+                        plain(start, i, ids, offsets);
+                    }
                     ids.push(*id);
                     offsets.push((i, i + s.len()));
                     i += s.len();
@@ -94,136 +139,8 @@ impl Fast {
                 None => i += 1,
             }
         }
-        self.plain(tokenizer, text, start, bytes.len(), ids, offsets)
-    }
-
-    /// A segment without special tokens.
-    fn plain(
-        &self,
-        tokenizer: &Tokenizer,
-        text: &str,
-        start: usize,
-        end: usize,
-        ids: &mut Vec<u32>,
-        offsets: &mut Vec<(usize, usize)>,
-    ) -> tokenizers::Result<()> {
-        if start == end {
-            return Ok(());
+        if start < bytes.len() {
+            plain(start, bytes.len(), ids, offsets);
         }
-        match &self.kind {
-            Kind::Bytes => {
-                for (k, &b) in text.as_bytes()[start..end].iter().enumerate() {
-                    ids.push(u32::from(b));
-                    offsets.push((start + k, start + k + 1));
-                }
-                Ok(())
-            }
-            Kind::Gpt2 { digits, regex } => {
-                let segment = &text[start..end];
-                if *digits {
-                    // Every numeric character is a piece of its own (tokenizers' Digits).
-                    let mut piece_start = 0;
-                    for (k, c) in segment.char_indices() {
-                        if c.is_numeric() {
-                            self.split(
-                                tokenizer,
-                                regex,
-                                segment,
-                                piece_start,
-                                k,
-                                start,
-                                ids,
-                                offsets,
-                            )?;
-                            let e = k + c.len_utf8();
-                            self.bpe(tokenizer, &segment[k..e], start + k, ids, offsets)?;
-                            piece_start = e;
-                        }
-                    }
-                    self.split(
-                        tokenizer,
-                        regex,
-                        segment,
-                        piece_start,
-                        segment.len(),
-                        start,
-                        ids,
-                        offsets,
-                    )
-                } else {
-                    self.split(
-                        tokenizer,
-                        regex,
-                        segment,
-                        0,
-                        segment.len(),
-                        start,
-                        ids,
-                        offsets,
-                    )
-                }
-            }
-        }
-    }
-
-    /// The GPT-2 split of `segment[from..to]`, each piece through BPE.
-    #[allow(clippy::too_many_arguments)]
-    fn split(
-        &self,
-        tokenizer: &Tokenizer,
-        regex: &Regex,
-        segment: &str,
-        from: usize,
-        to: usize,
-        base: usize,
-        ids: &mut Vec<u32>,
-        offsets: &mut Vec<(usize, usize)>,
-    ) -> tokenizers::Result<()> {
-        let piece = &segment[from..to];
-        let mut pos = 0;
-        while pos < piece.len() {
-            let (s, mut e) = match regex.find_at(piece, pos) {
-                Some(m) => (m.start(), m.end()),
-                None => (piece.len(), piece.len()),
-            };
-            if s > pos {
-                // Nothing in the split matched here: an isolated gap piece.
-                self.bpe(tokenizer, &piece[pos..s], base + from + pos, ids, offsets)?;
-            }
-            if s == e {
-                break;
-            }
-            let m = &piece[s..e];
-            if e < piece.len() && m.chars().all(char::is_whitespace) {
-                // `\s+(?!\S)`: before a non-space, leave the last whitespace char to the next piece.
-                let last = m.chars().next_back().expect("non-empty match");
-                if m.len() > last.len_utf8() {
-                    e -= last.len_utf8();
-                }
-            }
-            self.bpe(tokenizer, &piece[s..e], base + from + s, ids, offsets)?;
-            pos = e;
-        }
-        Ok(())
-    }
-
-    /// One pre-token: spelt in the byte alphabet, then the BPE model.
-    fn bpe(
-        &self,
-        tokenizer: &Tokenizer,
-        piece: &str,
-        base: usize,
-        ids: &mut Vec<u32>,
-        offsets: &mut Vec<(usize, usize)>,
-    ) -> tokenizers::Result<()> {
-        let spelt: String = piece.bytes().map(|b| self.byte_chars[b as usize]).collect();
-        let mut at = base;
-        for token in tokenizer.get_model().tokenize(&spelt)? {
-            let n = token.value.chars().count();
-            ids.push(token.id);
-            offsets.push((at, at + n));
-            at += n;
-        }
-        Ok(())
     }
 }

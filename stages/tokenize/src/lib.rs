@@ -5,12 +5,15 @@
 //! - [`load_tokenizer`] builds the model's tokenizer: `builtin:tiny` (byte-level,
 //!   in code), a Hugging Face folder's `tokenizer.json`, or a GGUF's byte-level BPE
 //!   vocabulary with its pre-tokenizer looked up by name in an explicit table
-//!   ([`pretok`]); special tokens written in the text become single tokens;
+//!   ([`pretok`]); special tokens written in the text become single tokens. The
+//!   builtin and GPT-2-split GGUF tokenizers encode through this crate's own
+//!   split and byte-level BPE with per-thread word caches (same ids, checked
+//!   against tokenizers in the tests); others through the tokenizers pipeline;
 //! - [`tokenize_example`] labels tokens `-100` outside the assistant spans, learns
 //!   the end-of-turn token, never doubles BOS and truncates to `max_len`;
 //! - [`tokenize_to_file`] does that in parallel over bounded chunks, packs
 //!   examples first-fit-decreasing when asked, and streams `tokens.arrow`
-//!   ([`arrow_io`]) while counting [`TokenizeStats`].
+//!   ([`arrow_io`]) from a writer thread while counting [`TokenizeStats`].
 //!
 //! Caching and the recipe live elsewhere: the `tokenize` stage adapter in the
 //! `pipe` binary reads the rendered table and calls [`tokenize_to_file`].
@@ -22,9 +25,11 @@
 //! ```
 
 pub mod arrow_io;
+mod bpe;
 mod error;
 mod example;
 mod fast;
+mod gpt2_split;
 mod load;
 pub mod pack;
 pub mod pretok;
@@ -50,6 +55,11 @@ pub const TOKENIZE_CODE_VERSION: u32 = 1;
 /// packing happens within a chunk, so changing it changes the bytes (bump
 /// [`TOKENIZE_CODE_VERSION`]). It also bounds memory.
 pub const CHUNK_ROWS: usize = 16_384;
+
+/// Rows a worker tokenizes into one shared buffer ([`example::Block`]): small
+/// enough that a chunk splits evenly over the threads, large enough that the
+/// buffers cost little.
+const BLOCK_ROWS: usize = 256;
 
 /// Params of the `tokenize` stage.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -144,7 +154,7 @@ impl TokenizeStats {
         bounds
     }
 
-    fn record(&mut self, result: &ExampleResult) {
+    fn record(&mut self, result: &ExampleResult<example::KeptLen>) {
         self.rows_in += 1;
         self.bos_added += u64::from(result.bos_added);
         self.end_of_turn_added += u64::from(result.eot_added);
@@ -153,10 +163,10 @@ impl TokenizeStats {
             Outcome::NothingToLearn => self.dropped_nothing_to_learn += 1,
             Outcome::Kept(t) => {
                 self.examples += 1;
-                self.tokens += t.len() as u64;
-                self.trained_tokens += t.trained() as u64;
-                self.max_example_len = self.max_example_len.max(t.len() as u64);
-                let len = t.len() as u64;
+                self.tokens += t.len as u64;
+                self.trained_tokens += t.trained as u64;
+                self.max_example_len = self.max_example_len.max(t.len as u64);
+                let len = t.len as u64;
                 if let Some(bucket) = self.length_histogram.iter_mut().find(|b| len <= b.le) {
                     bucket.count += 1;
                 }
@@ -165,7 +175,7 @@ impl TokenizeStats {
         if result.truncated {
             self.truncated += 1;
             if let Outcome::Kept(t) = &result.outcome {
-                self.truncated_tokens += (result.full_len - t.len()) as u64;
+                self.truncated_tokens += (result.full_len - t.len) as u64;
             } else {
                 self.truncated_tokens += result.full_len as u64;
             }
@@ -224,9 +234,11 @@ impl From<&TokenizeParams> for TokenizeOptions {
 }
 
 /// Tokenize `examples` into `out` (a `tokens.arrow`), [`CHUNK_ROWS`] at a time:
-/// each chunk is tokenized in parallel on the current rayon pool, packed when
-/// asked, and written as record batches, so memory stays bounded by the chunk.
-/// `progress` is called with the number of rows done after each chunk.
+/// each chunk is tokenized in parallel on the current rayon pool, then packed
+/// when asked and written as record batches on a writer thread while the next
+/// chunk is tokenized (writing is serial and would otherwise leave the pool
+/// idle). At most three chunks are in memory at once. `progress` is called with
+/// the number of rows tokenized after each chunk.
 pub fn tokenize_to_file<'a, I>(
     tok: &ModelTokenizer,
     examples: I,
@@ -241,6 +253,101 @@ where
     if max_len < 2 {
         return Err(TokenizeError::MaxLen(max_len));
     }
+    let writer = arrow_io::TokensWriter::create(out)?;
+    let spare = SpareBlocks::default();
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<ToWriter>(1);
+        let spare = &spare;
+        let writing =
+            scope.spawn(move || write_chunks(writer, receive, spare, options.pack, max_len));
+        let mut chunk: Vec<Example<'a>> = Vec::with_capacity(CHUNK_ROWS);
+        let mut first_row = 0usize;
+        let mut iter = examples.into_iter();
+        let tokenized = loop {
+            chunk.clear();
+            chunk.extend(iter.by_ref().take(CHUNK_ROWS));
+            if chunk.is_empty() {
+                break Ok(());
+            }
+            let blocks = chunk
+                .par_chunks(BLOCK_ROWS)
+                .enumerate()
+                .map(|(b, rows)| {
+                    let first = first_row + b * BLOCK_ROWS;
+                    example::tokenize_block(tok, first, rows, &options.example, spare.take())
+                })
+                .collect::<Result<Vec<_>, _>>();
+            let blocks = match blocks {
+                Ok(blocks) => blocks,
+                Err(e) => break Err(e),
+            };
+            first_row += chunk.len();
+            if send.send(ToWriter::Chunk(blocks)).is_err() {
+                break Ok(()); // the writer stopped on an error, returned below
+            }
+            progress(first_row as u64);
+        };
+        if tokenized.is_ok() {
+            // A closed channel here means the writer failed; its error is returned below.
+            let _ = send.send(ToWriter::End);
+        }
+        drop(send);
+        let written = writing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tokenized?;
+        Ok(written?.expect("the writer gets End after a successful tokenization"))
+    })
+}
+
+/// Blocks the writer is done with, for the workers to fill again. Their buffers
+/// keep their capacity: otherwise each chunk's blocks are allocated on the
+/// workers and freed on the writer, and the allocator trims its heaps and faults
+/// the pages in again every chunk (with two threads on the busy 2-core machine,
+/// a chunk took twice as long as with one).
+#[derive(Default)]
+struct SpareBlocks(std::sync::Mutex<Vec<example::Block>>);
+
+impl SpareBlocks {
+    /// Two chunks' worth: as many as can be in flight besides the one being filled.
+    const KEEP: usize = 2 * CHUNK_ROWS.div_ceil(BLOCK_ROWS);
+
+    fn take(&self) -> example::Block {
+        self.0
+            .lock()
+            .expect("no panic while holding the spare blocks")
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, blocks: Vec<example::Block>) {
+        let mut spare = self
+            .0
+            .lock()
+            .expect("no panic while holding the spare blocks");
+        let room = Self::KEEP.saturating_sub(spare.len());
+        spare.extend(blocks.into_iter().take(room));
+    }
+}
+
+/// What the tokenizing thread hands to the writer thread.
+enum ToWriter {
+    Chunk(Vec<example::Block>),
+    /// Every chunk was sent: finish the file.
+    End,
+}
+
+/// The writer thread: counts, packs and writes each chunk as it arrives (then
+/// hands its blocks back to `spare`), and
+/// finishes the file on [`ToWriter::End`]. A channel closed before that (the
+/// tokenizing side failed) leaves the file unfinished and gives `None`.
+fn write_chunks(
+    mut writer: arrow_io::TokensWriter,
+    chunks: std::sync::mpsc::Receiver<ToWriter>,
+    spare: &SpareBlocks,
+    pack: bool,
+    max_len: usize,
+) -> Result<Option<TokenizeStats>, TokenizeError> {
     let mut stats = TokenizeStats {
         length_histogram: TokenizeStats::histogram_bounds(max_len)
             .into_iter()
@@ -248,52 +355,39 @@ where
             .collect(),
         ..TokenizeStats::default()
     };
-    let mut writer = arrow_io::TokensWriter::create(out)?;
     let mut batch = arrow_io::BatchBuilder::new();
-    let mut chunk: Vec<Example<'a>> = Vec::with_capacity(CHUNK_ROWS);
-    let mut first_row = 0usize;
-    let mut iter = examples.into_iter();
-    loop {
-        chunk.clear();
-        chunk.extend(iter.by_ref().take(CHUNK_ROWS));
-        if chunk.is_empty() {
-            break;
-        }
-        let results: Vec<ExampleResult> = chunk
-            .par_iter()
-            .enumerate()
-            .map(|(i, ex)| tokenize_example(tok, first_row + i, *ex, &options.example))
-            .collect::<Result<_, _>>()?;
-        first_row += chunk.len();
-        for r in &results {
+    for message in chunks {
+        let blocks = match message {
+            ToWriter::Chunk(blocks) => blocks,
+            ToWriter::End => {
+                stats.sequences = writer.sequences;
+                writer.finish()?;
+                stats.fill = if stats.sequences == 0 {
+                    0.0
+                } else {
+                    stats.tokens as f64 / (stats.sequences as f64 * max_len as f64)
+                };
+                return Ok(Some(stats));
+            }
+        };
+        for r in blocks.iter().flat_map(|b| &b.results) {
             stats.record(r);
         }
-        let kept: Vec<&Tokenized> = results
-            .iter()
-            .filter_map(|r| match &r.outcome {
-                Outcome::Kept(t) => Some(t),
-                _ => None,
-            })
-            .collect();
-        if options.pack {
-            let lengths: Vec<usize> = kept.iter().map(|t| t.len()).collect();
+        let kept: Vec<(&[u32], &[i32])> = blocks.iter().flat_map(|b| b.kept()).collect();
+        batch.reserve(kept.len(), kept.iter().map(|(ids, _)| ids.len()).sum());
+        if pack {
+            let lengths: Vec<usize> = kept.iter().map(|(ids, _)| ids.len()).collect();
             for bin in pack::first_fit_decreasing(&lengths, max_len) {
                 batch.push(bin.iter().map(|&i| kept[i]));
             }
         } else {
-            for t in kept {
-                batch.push([t]);
+            for &example in &kept {
+                batch.push([example]);
             }
         }
         writer.write(&mut batch)?;
-        progress(first_row as u64);
+        drop(kept);
+        spare.give_back(blocks);
     }
-    stats.sequences = writer.sequences;
-    writer.finish()?;
-    stats.fill = if stats.sequences == 0 {
-        0.0
-    } else {
-        stats.tokens as f64 / (stats.sequences as f64 * max_len as f64)
-    };
-    Ok(stats)
+    Ok(None)
 }

@@ -86,17 +86,31 @@ impl ModelTokenizer {
 
     /// Token ids of `text` with the byte range of `text` each one covers; no BOS.
     pub fn encode_with_offsets(&self, text: &str) -> Result<IdsAndOffsets, TokenizeError> {
-        let Some(fast) = &self.fast else {
-            return self.encode_with_tokenizers(text);
-        };
         let mut ids = Vec::with_capacity(text.len() / 3);
         let mut offsets = Vec::with_capacity(text.len() / 3);
-        fast.encode(&self.tokenizer, text, &mut ids, &mut offsets)
-            .map_err(|e| TokenizeError::Encode {
-                row: 0,
-                message: e.to_string(),
-            })?;
+        self.encode_into(text, &mut ids, &mut offsets)?;
         Ok((ids, offsets))
+    }
+
+    /// [`ModelTokenizer::encode_with_offsets`] into buffers the caller reuses
+    /// (cleared first).
+    pub(crate) fn encode_into(
+        &self,
+        text: &str,
+        ids: &mut Vec<u32>,
+        offsets: &mut Vec<(usize, usize)>,
+    ) -> Result<(), TokenizeError> {
+        ids.clear();
+        offsets.clear();
+        match &self.fast {
+            Some(fast) => fast.encode(text, ids, offsets),
+            None => {
+                let (i, o) = self.encode_with_tokenizers(text)?;
+                ids.extend_from_slice(&i);
+                offsets.extend_from_slice(&o);
+            }
+        }
+        Ok(())
     }
 
     /// [`ModelTokenizer::encode_with_offsets`] through the full tokenizers pipeline
@@ -110,6 +124,12 @@ impl ModelTokenizer {
                 message: e.to_string(),
             })?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// Whether [`ModelTokenizer::encode_with_offsets`] takes this crate's fast
+    /// encoder rather than the tokenizers pipeline (same ids either way).
+    pub fn has_fast_encoder(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The BOS to put in front of `ids`, if the tokenizer adds one and it is not there yet.
@@ -421,8 +441,8 @@ pub fn gguf(file: &GgufFile) -> Result<ModelTokenizer, TokenizeError> {
         fast: None,
     };
     tok.fast = match pre {
-        pretok::PreTokenizer::Gpt2 => Some(Fast::gpt2(&tok.tokenizer, false)),
-        pretok::PreTokenizer::DigitsGpt2 => Some(Fast::gpt2(&tok.tokenizer, true)),
+        pretok::PreTokenizer::Gpt2 => Fast::gpt2(&tok.tokenizer, false),
+        pretok::PreTokenizer::DigitsGpt2 => Fast::gpt2(&tok.tokenizer, true),
         pretok::PreTokenizer::Split { .. } => None,
     };
     let extra: Vec<u32> = ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"]

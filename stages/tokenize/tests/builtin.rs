@@ -537,6 +537,32 @@ fn bad_span_names_the_row() {
 }
 
 #[test]
+fn bad_span_in_a_later_chunk_stops_the_file_with_its_row() {
+    // The first chunk is already with the writer thread when the second one fails.
+    let tok = tiny();
+    let bad = CHUNK_ROWS + 5;
+    let texts: Vec<String> = (0..CHUNK_ROWS + 10).map(|i| format!("row {i}")).collect();
+    let examples = texts.iter().enumerate().map(|(i, t)| Example {
+        text: t,
+        spans: if i == bad { &[(0, 99)] } else { &[(0, 3)] },
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let options = TokenizeOptions {
+        example: opts(16),
+        pack: false,
+    };
+    let err = tokenize_to_file(
+        &tok,
+        examples,
+        &options,
+        &dir.path().join(TOKENS_FILE),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains(&format!("row {bad}")), "{err}");
+}
+
+#[test]
 fn params_defaults_and_unknown_keys() {
     let p: TokenizeParams = serde_json::from_str("{}").unwrap();
     assert_eq!(p.max_len, 2048);
@@ -552,4 +578,45 @@ fn params_defaults_and_unknown_keys() {
         (512, true, Truncate::Drop, TrainOn::Last)
     );
     assert!(serde_json::from_str::<TokenizeParams>(r#"{"max_length": 5}"#).is_err());
+}
+
+#[test]
+fn rows_over_several_chunks_come_out_in_order_as_tokenized_alone() {
+    // More than three chunks: later chunks fill buffers handed back by the writer.
+    let tok = tiny();
+    let n = 3 * CHUNK_ROWS + 7;
+    let convs = many(n);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(TOKENS_FILE);
+    let options = TokenizeOptions {
+        example: opts(64),
+        pack: false,
+    };
+    let examples = convs.iter().map(|c| Example {
+        text: &c.text,
+        spans: &c.spans,
+    });
+    let stats = tokenize_to_file(&tok, examples, &options, &out, |_| {}).unwrap();
+    let seqs = read_tokens(&out).unwrap();
+    assert_eq!((stats.rows_in, seqs.len()), (n as u64, n));
+    assert!(stats.truncated > 0, "some rows are cut to 64 tokens");
+    for (i, (c, seq)) in convs.iter().zip(&seqs).enumerate() {
+        let alone = kept(
+            tokenize_example(
+                &tok,
+                i,
+                Example {
+                    text: &c.text,
+                    spans: &c.spans,
+                },
+                &options.example,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            (&seq.input_ids, &seq.labels),
+            (&alone.input_ids, &alone.labels),
+            "row {i}"
+        );
+    }
 }
