@@ -569,34 +569,9 @@ mod tests {
         assert_eq!(read_rows(&a).unwrap(), rows);
     }
 
-    #[test]
-    fn tables_of_several_row_groups_read_back_group_by_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(RENDERED_FILE);
-        let rendered: Vec<RenderedRow> = sample()
-            .into_iter()
-            .enumerate()
-            .map(|(i, row)| RenderedRow {
-                row,
-                rendered: format!("<|im_start|>user\nHi {i}<|im_end|>"),
-                spans: vec![(1, 4), (6, 9)],
-                prompt: "p".into(),
-                reference: "r".into(),
-            })
-            .cycle()
-            .take(2 * ROW_GROUP_SIZE + 7)
-            .collect();
-        write_rendered(&path, &rendered).unwrap();
-        assert_eq!(read_rendered(&path).unwrap(), rendered);
-        let rows: Vec<Row> = rendered.into_iter().map(|r| r.row).collect();
-        assert_eq!(read_rows(&path).unwrap(), rows);
-    }
-
-    #[test]
-    fn rendered_round_trip_and_rows_view() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(RENDERED_FILE);
-        let rendered: Vec<RenderedRow> = sample()
+    /// [`sample`] rendered: spans, an empty reference, non-ASCII text.
+    fn rendered_sample() -> Vec<RenderedRow> {
+        sample()
             .into_iter()
             .enumerate()
             .map(|(i, row)| RenderedRow {
@@ -610,7 +585,29 @@ mod tests {
                     "Hello!".into()
                 },
             })
+            .collect()
+    }
+
+    #[test]
+    fn tables_of_several_row_groups_read_back_group_by_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RENDERED_FILE);
+        let rendered: Vec<RenderedRow> = rendered_sample()
+            .into_iter()
+            .cycle()
+            .take(2 * ROW_GROUP_SIZE + 7)
             .collect();
+        write_rendered(&path, &rendered).unwrap();
+        assert_eq!(read_rendered(&path).unwrap(), rendered);
+        let rows: Vec<Row> = rendered.into_iter().map(|r| r.row).collect();
+        assert_eq!(read_rows(&path).unwrap(), rows);
+    }
+
+    #[test]
+    fn rendered_round_trip_and_rows_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RENDERED_FILE);
+        let rendered = rendered_sample();
         write_rendered(&path, &rendered).unwrap();
         assert_eq!(read_rendered(&path).unwrap(), rendered);
         // a rendered table still reads as plain rows
