@@ -242,9 +242,10 @@ fn write_frame(path: &Path, height: usize, columns: Vec<Column>) -> Result<(), R
     })
 }
 
-/// Call `each` with every row group of the table at `path` as a frame, in
-/// order, so only one group's Arrow data is held at a time. A table without
-/// row groups is read whole (no rows, but its columns are still checked).
+/// Call `each` with the row groups of the table at `path` as frames, in
+/// order, one group per thread at a time (polars decodes those in parallel),
+/// so the whole table's Arrow data is never held. A table without row groups
+/// is read whole (no rows, but its columns are still checked).
 fn for_each_group(
     path: &Path,
     mut each: impl FnMut(&DataFrame) -> Result<(), RowsError>,
@@ -260,12 +261,14 @@ fn for_each_group(
     if metadata.row_groups.is_empty() {
         return each(&reader.finish().map_err(polars_err(path))?);
     }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut offset = 0;
-    for group in &metadata.row_groups {
-        let mut reader = ParquetReader::new(open()?).with_slice(Some((offset, group.num_rows())));
+    for groups in metadata.row_groups.chunks(threads) {
+        let rows = groups.iter().map(|g| g.num_rows()).sum();
+        let mut reader = ParquetReader::new(open()?).with_slice(Some((offset, rows)));
         reader.set_metadata(metadata.clone());
         each(&reader.finish().map_err(polars_err(path))?)?;
-        offset += group.num_rows();
+        offset += rows;
     }
     Ok(())
 }
