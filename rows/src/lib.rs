@@ -164,8 +164,12 @@ pub fn write_rows(path: &Path, rows: &[Row]) -> Result<(), RowsError> {
 
 /// Read a table written by [`write_rows`] (or [`write_rendered`]: extra columns are ignored).
 pub fn read_rows(path: &Path) -> Result<Vec<Row>, RowsError> {
-    let df = read_frame(path)?;
-    rows_from_frame(path, &df)
+    let mut rows = Vec::new();
+    for_each_group(path, |df| {
+        rows.extend(rows_from_frame(path, df)?);
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
 /// Write rendered rows to `path` (usually `<output>/rendered.parquet`), replacing it.
@@ -190,28 +194,32 @@ pub fn write_rendered(path: &Path, rows: &[RenderedRow]) -> Result<(), RowsError
 
 /// Read a table written by [`write_rendered`].
 pub fn read_rendered(path: &Path) -> Result<Vec<RenderedRow>, RowsError> {
-    let df = read_frame(path)?;
-    let rows = rows_from_frame(path, &df)?;
-    let rendered = read_str(path, &df, "rendered")?;
-    let prompt = read_str(path, &df, "prompt")?;
-    let reference = read_str(path, &df, "reference")?;
-    let spans = read_spans(path, &df)?;
-    Ok(rows
-        .into_iter()
-        .zip(rendered)
-        .zip(prompt)
-        .zip(reference)
-        .zip(spans)
-        .map(
-            |((((row, rendered), prompt), reference), spans)| RenderedRow {
-                row,
-                rendered: rendered.unwrap_or_default(),
-                spans,
-                prompt: prompt.unwrap_or_default(),
-                reference: reference.unwrap_or_default(),
-            },
-        )
-        .collect())
+    let mut out = Vec::new();
+    for_each_group(path, |df| {
+        let rows = rows_from_frame(path, df)?;
+        let rendered = read_str(path, df, "rendered")?;
+        let prompt = read_str(path, df, "prompt")?;
+        let reference = read_str(path, df, "reference")?;
+        let spans = read_spans(path, df)?;
+        out.extend(
+            rows.into_iter()
+                .zip(rendered)
+                .zip(prompt)
+                .zip(reference)
+                .zip(spans)
+                .map(
+                    |((((row, rendered), prompt), reference), spans)| RenderedRow {
+                        row,
+                        rendered: rendered.unwrap_or_default(),
+                        spans,
+                        prompt: prompt.unwrap_or_default(),
+                        reference: reference.unwrap_or_default(),
+                    },
+                ),
+        );
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 fn write_frame(path: &Path, height: usize, columns: Vec<Column>) -> Result<(), RowsError> {
@@ -234,12 +242,35 @@ fn write_frame(path: &Path, height: usize, columns: Vec<Column>) -> Result<(), R
     })
 }
 
-fn read_frame(path: &Path) -> Result<DataFrame, RowsError> {
-    let file = File::open(path).map_err(|source| RowsError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    ParquetReader::new(file).finish().map_err(polars_err(path))
+/// Call `each` with the row groups of the table at `path` as frames, in
+/// order, one group per thread at a time (polars decodes those in parallel),
+/// so the whole table's Arrow data is never held. A table without row groups
+/// is read whole (no rows, but its columns are still checked).
+fn for_each_group(
+    path: &Path,
+    mut each: impl FnMut(&DataFrame) -> Result<(), RowsError>,
+) -> Result<(), RowsError> {
+    let open = || {
+        File::open(path).map_err(|source| RowsError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let mut reader = ParquetReader::new(open()?);
+    let metadata = reader.get_metadata().map_err(polars_err(path))?.clone();
+    if metadata.row_groups.is_empty() {
+        return each(&reader.finish().map_err(polars_err(path))?);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut offset = 0;
+    for groups in metadata.row_groups.chunks(threads) {
+        let rows = groups.iter().map(|g| g.num_rows()).sum();
+        let mut reader = ParquetReader::new(open()?).with_slice(Some((offset, rows)));
+        reader.set_metadata(metadata.clone());
+        each(&reader.finish().map_err(polars_err(path))?)?;
+        offset += rows;
+    }
+    Ok(())
 }
 
 fn str_column<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> Column {
@@ -541,11 +572,9 @@ mod tests {
         assert_eq!(read_rows(&a).unwrap(), rows);
     }
 
-    #[test]
-    fn rendered_round_trip_and_rows_view() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(RENDERED_FILE);
-        let rendered: Vec<RenderedRow> = sample()
+    /// [`sample`] rendered: spans, an empty reference, non-ASCII text.
+    fn rendered_sample() -> Vec<RenderedRow> {
+        sample()
             .into_iter()
             .enumerate()
             .map(|(i, row)| RenderedRow {
@@ -559,7 +588,29 @@ mod tests {
                     "Hello!".into()
                 },
             })
+            .collect()
+    }
+
+    #[test]
+    fn tables_of_several_row_groups_read_back_group_by_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RENDERED_FILE);
+        let rendered: Vec<RenderedRow> = rendered_sample()
+            .into_iter()
+            .cycle()
+            .take(2 * ROW_GROUP_SIZE + 7)
             .collect();
+        write_rendered(&path, &rendered).unwrap();
+        assert_eq!(read_rendered(&path).unwrap(), rendered);
+        let rows: Vec<Row> = rendered.into_iter().map(|r| r.row).collect();
+        assert_eq!(read_rows(&path).unwrap(), rows);
+    }
+
+    #[test]
+    fn rendered_round_trip_and_rows_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RENDERED_FILE);
+        let rendered = rendered_sample();
         write_rendered(&path, &rendered).unwrap();
         assert_eq!(read_rendered(&path).unwrap(), rendered);
         // a rendered table still reads as plain rows

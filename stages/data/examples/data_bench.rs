@@ -13,6 +13,12 @@
 //! Parquet write, and prints rows/s per stage and the peak RSS. The peak is
 //! reset after the data is generated (the generator's own copy is not the
 //! stages'), so it is the most the stages held at once, input bytes included.
+//!
+//! Between stages the rows go through `rows.parquet` as in a pipeline run
+//! (each stage writes its table, the next one reads it), and those writes and
+//! reads are timed too: the end-to-end figure of ingest + exact dedup + filter
+//! is given without them (the stage functions alone) and with them (what a
+//! `pipe run` of the three stages spends, side tables aside).
 
 use std::io::Write;
 use std::path::Path;
@@ -152,7 +158,7 @@ fn main() {
         let peak = rss_peak_mib();
         max_peak.set(max_peak.get().max(peak));
         println!(
-            "{label:<28} {rows:>9} rows in {secs:>6.2} s = {:>9.0} rows/s; cpu {cpu:>6.2} s = {:>9.0} rows/cpu-s; peak {:.2}x input",
+            "{label:<34} {rows:>9} rows in {secs:>6.2} s = {:>9.0} rows/s; cpu {cpu:>6.2} s = {:>9.0} rows/cpu-s; peak {:.2}x input",
             rows as f64 / secs,
             rows as f64 / cpu.max(0.01),
             peak / input_mib
@@ -171,21 +177,39 @@ fn main() {
     let t_ingest = t.elapsed().as_secs_f64();
     rate("ingest (jsonl -> rows)", n, t_ingest);
 
+    // a stage's table goes to rows.parquet and the next stage reads it back
+    let table = dir.path().join("rows.parquet");
+    let pass_on = |label: &str, rows: Vec<pipe_rows::Row>| {
+        let n_rows = rows.len();
+        let t = Instant::now();
+        pipe_rows::write_rows(&table, &rows).unwrap();
+        drop(rows);
+        let t_write = t.elapsed().as_secs_f64();
+        rate(&format!("write rows.parquet ({label})"), n_rows, t_write);
+        let t = Instant::now();
+        let back = pipe_rows::read_rows(&table).unwrap();
+        let t_read = t.elapsed().as_secs_f64();
+        rate(&format!("read rows.parquet ({label})"), n_rows, t_read);
+        (back, t_write, t_read)
+    };
+    let (rows, w_ingest, r_ingest) = pass_on("ingest", ing.rows);
+
     let t = Instant::now();
-    let ex = dedup(&DedupParams::default(), vec![ing.rows], 42).unwrap();
+    let ex = dedup(&DedupParams::default(), vec![rows], 42).unwrap();
     let t_exact = t.elapsed().as_secs_f64();
     rate(&format!("exact dedup (-{})", ex.exact_removed), n, t_exact);
 
     let rows_exact = ex.rows.len();
     // each stage's side table is written and gone before the next stage runs
     drop(ex.removed);
+    let (rows, w_exact, r_exact) = pass_on("exact dedup", ex.rows);
     let near_params = DedupParams {
         exact: false,
         near: Some(NearParams::default()),
         ..DedupParams::default()
     };
     let t = Instant::now();
-    let nd = dedup(&near_params, vec![ex.rows], 42).unwrap();
+    let nd = dedup(&near_params, vec![rows], 42).unwrap();
     let t_near = t.elapsed().as_secs_f64();
     rate(
         &format!("near dedup (-{})", nd.near_removed),
@@ -196,10 +220,10 @@ fn main() {
     let fp: FilterParams = serde_json::from_value(serde_json::json!({"preset": "sft-en"})).unwrap();
     let rows_near = nd.rows.len();
     drop(nd.removed);
+    let (rows, _, _) = pass_on("near dedup", nd.rows);
     let t = Instant::now();
-    let f = filter(&fp, nd.rows).unwrap();
+    let f = filter(&fp, rows).unwrap();
     let t_filter = t.elapsed().as_secs_f64();
-    let e2e = t_ingest + t_exact + t_filter * rows_exact as f64 / rows_near as f64;
     rate(
         &format!("filter sft-en (-{})", f.dropped.len()),
         rows_near,
@@ -208,6 +232,14 @@ fn main() {
 
     let rows_f = f.rows.len();
     drop(f.dropped);
+    let t = Instant::now();
+    pipe_rows::write_rows(&table, &f.rows).unwrap();
+    let w_filter = t.elapsed().as_secs_f64();
+    rate("write rows.parquet (filter)", rows_f, w_filter);
+    // the filter ran on the near-deduplicated rows: scale it to the exact-only output
+    let filter_scale = rows_exact as f64 / rows_near as f64;
+    let e2e = t_ingest + t_exact + t_filter * filter_scale;
+    let e2e_parquet = e2e + w_ingest + r_ingest + w_exact + r_exact + w_filter * filter_scale;
     let sp = SplitParams {
         leakage: None,
         ..SplitParams::default()
@@ -227,25 +259,18 @@ fn main() {
         t.elapsed().as_secs_f64(),
     );
 
-    let t = Instant::now();
-    pipe_rows::write_rows(&dir.path().join("train.parquet"), &s.train).unwrap();
-    rate(
-        "write rows.parquet (train)",
-        s.train.len(),
-        t.elapsed().as_secs_f64(),
-    );
-    let t = Instant::now();
-    let back = pipe_rows::read_rows(&dir.path().join("train.parquet")).unwrap();
-    rate(
-        "read rows.parquet (train)",
-        back.len(),
-        t.elapsed().as_secs_f64(),
-    );
+    let (train, _, _) = pass_on("train", s.train);
+    drop(train);
 
     println!(
-        "{:<28} {n:>9} rows in {e2e:>6.2} s = {:>9.0} rows/s",
+        "{:<34} {n:>9} rows in {e2e:>6.2} s = {:>9.0} rows/s",
         "ingest+exact+filter (e2e)",
         n as f64 / e2e,
+    );
+    println!(
+        "{:<34} {n:>9} rows in {e2e_parquet:>6.2} s = {:>9.0} rows/s",
+        "  + rows.parquet in between",
+        n as f64 / e2e_parquet,
     );
     let peak = max_peak.get();
     println!(

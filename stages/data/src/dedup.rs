@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::minhash::{MinHasher, UnionFind, jaccard};
-use crate::text::{Field, field_text, normalize};
+use crate::text::{Field, field_str, field_text, normalize_into};
 
 pub const DEDUP_CODE_VERSION: u32 = 1;
 
@@ -144,15 +144,21 @@ impl DedupParams {
 
     /// 128-bit hash of the normalized key.
     pub fn exact_key(&self, row: &Row) -> [u8; 16] {
-        let mut h = blake3::Hasher::new();
-        for f in &self.fields {
-            let n = normalize(&field_text(row, *f), self.strip_punctuation);
-            h.update(&(n.len() as u64).to_le_bytes());
-            h.update(n.as_bytes());
+        // the normalized text, one buffer reused across the rows a thread hashes
+        thread_local! {
+            static NORMALIZED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        key
+        NORMALIZED.with_borrow_mut(|norm| {
+            let mut h = blake3::Hasher::new();
+            for f in &self.fields {
+                normalize_into(&field_str(row, *f), self.strip_punctuation, norm);
+                h.update(&(norm.len() as u64).to_le_bytes());
+                h.update(norm.as_bytes());
+            }
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&h.finalize().as_bytes()[..16]);
+            key
+        })
     }
 }
 
@@ -188,7 +194,12 @@ pub fn dedup(
     seed: u64,
 ) -> Result<DedupOutput, DataError> {
     params.validate()?;
-    let rows: Vec<Row> = tables.into_iter().flatten().collect();
+    // one table (the common case) is used as it is, not copied
+    let rows: Vec<Row> = if tables.len() == 1 {
+        tables.into_iter().next().unwrap_or_default()
+    } else {
+        tables.into_iter().flatten().collect()
+    };
     let rows_in = rows.len();
     let mut removed = Vec::new();
     let mut keep = vec![true; rows.len()];
@@ -237,12 +248,24 @@ pub fn dedup(
             )
         })
         .collect();
-    let mut rows_opt: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    // Removed rows move out in place, in input order: no second table is built.
+    let mut taken = Vec::with_capacity(named.len());
+    let mut i = 0;
+    let mut rows = rows;
+    rows.retain_mut(|row| {
+        let kept = keep[i];
+        i += 1;
+        if !kept {
+            taken.push(std::mem::take(row));
+        }
+        kept
+    });
     let removed: Vec<Removed> = named
         .into_iter()
+        .zip(taken)
         .map(
-            |(i, duplicate_of_file, duplicate_of_row, method, similarity)| Removed {
-                row: rows_opt[i].take().expect("each row is removed once"),
+            |((_, duplicate_of_file, duplicate_of_row, method, similarity), row)| Removed {
+                row,
                 method,
                 duplicate_of_file,
                 duplicate_of_row,
@@ -250,7 +273,6 @@ pub fn dedup(
             },
         )
         .collect();
-    let rows: Vec<Row> = rows_opt.into_iter().flatten().collect();
     Ok(DedupOutput {
         rows,
         removed,

@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
-use crate::text::{Field, WordGrams, field_text, is_cjk, word_count, words};
+use crate::text::{Field, WordGrams, field_str, is_cjk, word_count, words};
 
 pub const FILTER_CODE_VERSION: u32 = 1;
 
@@ -547,8 +547,8 @@ pub fn validate(p: &FilterParams) -> Result<(), DataError> {
     compile(p, None).map(|_| ())
 }
 
-/// A row, the rule that dropped it (with a detail), and a PII note.
-type Checked = (Row, Option<(&'static str, String)>, Option<&'static str>);
+/// The rule that dropped a row (with a detail), and a PII note.
+type Verdict = (Option<(&'static str, String)>, Option<&'static str>);
 
 /// Apply the rules to `rows`, in order (without token bounds: see [`filter_with_tokens`]).
 pub fn filter(params: &FilterParams, rows: Vec<Row>) -> Result<FilterOutput, DataError> {
@@ -569,10 +569,13 @@ pub fn filter_with_tokens(
     }
     let c = compile(params, count)?;
     let rows_in = rows.len();
-    let results: Vec<Checked> = rows
-        .into_par_iter()
-        .map(|mut row| {
-            let verdict = c.check(&row);
+    // Rules run on the rows in place (redaction edits them there); then one
+    // pass moves the dropped rows out, so no second table is ever built.
+    let mut rows = rows;
+    let verdicts: Vec<Verdict> = rows
+        .par_iter_mut()
+        .map(|row| {
+            let verdict = c.check(row);
             let mut note = None;
             if verdict.is_none()
                 && let Some(pii) = &c.p.pii
@@ -598,26 +601,37 @@ pub fn filter_with_tokens(
                     PiiAction::Drop => {}
                 }
             }
-            (row, verdict, note)
+            (verdict, note)
         })
         .collect();
+    let mut counts = vec![0usize; RULES.len()];
+    let rule_index = |rule: &str| RULES.iter().position(|r| *r == rule).expect("known rule");
+    let mut dropped = Vec::new();
+    let mut verdicts = verdicts.into_iter();
+    rows.retain_mut(|row| {
+        let (verdict, note) = verdicts.next().expect("one verdict per row");
+        if let Some(note) = note {
+            counts[rule_index(note)] += 1;
+        }
+        match verdict {
+            None => true,
+            Some((rule, detail)) => {
+                counts[rule_index(rule)] += 1;
+                dropped.push(Dropped {
+                    row: std::mem::take(row),
+                    rule,
+                    detail,
+                });
+                false
+            }
+        }
+    });
     let mut out = FilterOutput {
+        rows,
+        dropped,
         rows_in,
         ..FilterOutput::default()
     };
-    let mut counts = vec![0usize; RULES.len()];
-    for (row, verdict, note) in results {
-        if let Some(note) = note {
-            counts[RULES.iter().position(|r| *r == note).expect("known rule")] += 1;
-        }
-        match verdict {
-            None => out.rows.push(row),
-            Some((rule, detail)) => {
-                counts[RULES.iter().position(|r| *r == rule).expect("known rule")] += 1;
-                out.dropped.push(Dropped { row, rule, detail });
-            }
-        }
-    }
     out.counts = RULES
         .iter()
         .copied()
@@ -638,6 +652,9 @@ fn check_bounds(
     side: &str,
     words: impl FnOnce() -> usize,
 ) -> Option<String> {
+    if b.is_empty() {
+        return None;
+    }
     let n = chars(text);
     if let Some(min) = b.min_chars
         && n < min
@@ -697,6 +714,27 @@ fn whitespace_words(text: &str) -> (usize, usize) {
     (n, alpha)
 }
 
+/// Symbols for the symbol/word ratio: `#`, `...` (non-overlapping, as
+/// `str::matches` counts them: a run of k dots holds k / 3) and `…`, counted in
+/// one pass over the bytes instead of one search per symbol. Neither `#` nor
+/// `.` occurs inside a multi-byte UTF-8 character, so bytes are enough.
+fn symbol_count(text: &str) -> usize {
+    let (mut symbols, mut dots) = (0, 0);
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            dots += 1;
+            continue;
+        }
+        symbols += dots / 3;
+        dots = 0;
+        if b == b'#' || (b == 0xE2 && bytes[i + 1..].starts_with(&[0x80, 0xA6])) {
+            symbols += 1;
+        }
+    }
+    symbols + dots / 3
+}
+
 /// Token bounds on one side; `None` = within bounds.
 fn check_tokens(r: &TokenRange, text: &str, side: &str, count: TokenCounter<'_>) -> Option<String> {
     if r.is_empty() {
@@ -719,8 +757,10 @@ fn check_tokens(r: &TokenRange, text: &str, side: &str, count: TokenCounter<'_>)
 impl Compiled<'_> {
     fn check(&self, row: &Row) -> Option<(&'static str, String)> {
         let p = &self.p;
-        let response = crate::text::response_text(row);
-        let prompt = crate::text::prompt_text(row);
+        let response = field_str(row, Field::Response);
+        let response: &str = &response;
+        let prompt = field_str(row, Field::Prompt);
+        let prompt: &str = &prompt;
         if p.drop_empty == Some(true) {
             // every assistant turn must have real content, not just the joined text
             for m in row.messages.iter().filter(|m| m.role == "assistant") {
@@ -764,25 +804,24 @@ impl Compiled<'_> {
         }
         // the response's words, shared by the length and repetition rules
         let response_words = std::cell::OnceCell::new();
-        let response_words = || response_words.get_or_init(|| WordGrams::new(&response));
-        if let Some(d) = check_bounds(&p.prompt, &prompt, "prompt", || word_count(&prompt)) {
+        let response_words = || response_words.get_or_init(|| WordGrams::new(response));
+        if let Some(d) = check_bounds(&p.prompt, prompt, "prompt", || word_count(prompt)) {
             return Some(("prompt_length", d));
         }
-        if let Some(d) = check_bounds(&p.response, &response, "response", || {
-            response_words().len()
-        }) {
+        if let Some(d) = check_bounds(&p.response, response, "response", || response_words().len())
+        {
             return Some(("response_length", d));
         }
         if let Some(count) = self.tokens {
-            if let Some(d) = check_tokens(&p.tokens.prompt, &prompt, "prompt", count) {
+            if let Some(d) = check_tokens(&p.tokens.prompt, prompt, "prompt", count) {
                 return Some(("prompt_tokens", d));
             }
-            if let Some(d) = check_tokens(&p.tokens.response, &response, "response", count) {
+            if let Some(d) = check_tokens(&p.tokens.response, response, "response", count) {
                 return Some(("response_tokens", d));
             }
         }
         if p.min_ratio.is_some() || p.max_ratio.is_some() {
-            let ratio = chars(&response) as f64 / chars(&prompt).max(1) as f64;
+            let ratio = chars(response) as f64 / chars(prompt).max(1) as f64;
             if p.min_ratio.is_some_and(|m| ratio < m) || p.max_ratio.is_some_and(|m| ratio > m) {
                 return Some(("ratio", format!("response/prompt length ratio {ratio:.3}")));
             }
@@ -790,7 +829,7 @@ impl Compiled<'_> {
         // the matcher ignores ASCII case itself; other text is lowercased first
         if let Some(ac) = &self.refusals
             && let Some(m) = if response.is_ascii() {
-                ac.find(&response)
+                ac.find(response)
             } else {
                 ac.find(&response.to_lowercase())
             }
@@ -803,17 +842,15 @@ impl Compiled<'_> {
             return Some(("refusal", format!("contains `{phrase}`")));
         }
         if let Some(rep) = &p.repetition
-            && let Some(d) = repetition_with(rep, &response, response_words())
+            && let Some(d) = repetition_with(rep, response, response_words())
         {
             return Some(("repetition", d));
         }
         if p.max_symbol_word_ratio.is_some() || p.min_alpha_words.is_some() {
-            let (n_words, alpha) = whitespace_words(&response);
+            let (n_words, alpha) = whitespace_words(response);
             if n_words > 0 {
                 if let Some(max) = p.max_symbol_word_ratio {
-                    let symbols = response.matches('#').count()
-                        + response.matches("...").count()
-                        + response.matches('…').count();
+                    let symbols = symbol_count(response);
                     let r = symbols as f64 / n_words as f64;
                     if r > max {
                         return Some(("symbol_ratio", format!("symbol/word ratio {r:.3} > {max}")));
@@ -833,11 +870,11 @@ impl Compiled<'_> {
         if let Some(s) = &p.scripts {
             let other;
             let text = match s.field {
-                Field::Response => &response,
-                Field::Prompt => &prompt,
+                Field::Response => response,
+                Field::Prompt => prompt,
                 field => {
-                    other = field_text(row, field);
-                    &other
+                    other = field_str(row, field);
+                    &*other
                 }
             };
             let (mut total, mut hit) = (0usize, 0usize);
@@ -875,7 +912,7 @@ impl Compiled<'_> {
             }
         }
         for (field, re) in &self.include {
-            if !re.is_match(&field_text(row, *field)) {
+            if !re.is_match(&field_str(row, *field)) {
                 return Some((
                     "include",
                     format!("{} does not match `{}`", field.name(), re.as_str()),
@@ -883,7 +920,7 @@ impl Compiled<'_> {
             }
         }
         for (field, re) in &self.exclude {
-            if let Some(m) = re.find(&field_text(row, *field)) {
+            if let Some(m) = re.find(&field_str(row, *field)) {
                 return Some((
                     "exclude",
                     format!(
@@ -1430,6 +1467,27 @@ mod tests {
                 .filter(|w| w.chars().any(char::is_alphabetic))
                 .count();
             assert_eq!(whitespace_words(t), (n, alpha), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn symbol_count_matches_the_three_searches() {
+        for t in [
+            "",
+            "#",
+            "..",
+            "...",
+            "....",
+            "......",
+            ".......#...",
+            "# heading ... more…… and ….. x",
+            "中文……。。。...#",
+            "a.b.c...d....e",
+            "…...",
+        ] {
+            let searched =
+                t.matches('#').count() + t.matches("...").count() + t.matches('…').count();
+            assert_eq!(symbol_count(t), searched, "{t:?}");
         }
     }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::DataError;
+use crate::lines::LineBlocks;
 
 pub const INGEST_CODE_VERSION: u32 = 1;
 
@@ -428,33 +429,15 @@ fn ingest_file(
                 format!("{name}: cannot tell the file format from the extension; set `format_file: jsonl|json|csv|tsv|parquet`"),
             )
         })?;
-    // JSONL is parsed and converted line by line in parallel, so no file-sized
-    // copy of parsed objects is ever held; other formats are parsed first.
-    let jsonl_bytes = if format == FileFormat::Jsonl {
-        Some(read_text(name, full)?)
-    } else {
-        None
-    };
-    let lines: Vec<(u64, &[u8])> = match &jsonl_bytes {
-        Some(bytes) => bytes
-            .split(|&b| b == b'\n')
-            .enumerate()
-            .map(|(i, l)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
-            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-            .collect(),
-        None => Vec::new(),
-    };
-    let records = match format {
-        FileFormat::Jsonl => Vec::new(),
-        _ => read_records(format, name, full)?,
+    // JSONL is read in blocks of lines, each parsed and converted in parallel,
+    // so neither the file's bytes nor its parsed objects are ever all held;
+    // other formats are parsed first.
+    let (records, first_line) = match format {
+        FileFormat::Jsonl => (Vec::new(), first_jsonl_object(name, full)?),
+        _ => (read_records(format, name, full)?, None),
     };
     let shape = source.format.unwrap_or_default();
     let columns = source.columns.clone().unwrap_or_default();
-    let first_line = lines.iter().find_map(|(_, l)| {
-        std::str::from_utf8(l)
-            .ok()
-            .and_then(|t| parse_object(t).ok())
-    });
     let first = first_line
         .as_ref()
         .or_else(|| records.iter().find_map(|r| r.value.as_ref().ok()));
@@ -498,24 +481,31 @@ fn ingest_file(
         raw: snippet(raw),
     };
     // Rows and rejects are split as they are made (order kept), so no
-    // intermediate list of both is ever held next to the file's bytes.
-    let (mut rows, mut rejected): (Vec<Row>, Vec<Rejected>) = lines
-        .into_par_iter()
-        .map(|(place, line)| match std::str::from_utf8(line) {
-            Err(_) => Err(reject_line(
-                place,
-                "the line is not valid UTF-8".into(),
-                &String::from_utf8_lossy(line),
-            )),
-            Ok(text) => match parse_object(text) {
-                Err(reason) => Err(reject_line(place, reason, text)),
-                Ok(map) => ctx
-                    .to_row(&map, place)
-                    .map_err(|reason| reject_line(place, reason, text)),
-            },
-        })
-        .partition_map(either);
-    drop(jsonl_bytes);
+    // intermediate list of both is ever held.
+    let (mut rows, mut rejected) = (Vec::new(), Vec::new());
+    if format == FileFormat::Jsonl {
+        let mut blocks = LineBlocks::open(name, full)?;
+        while let Some(lines) = blocks.next_block()? {
+            let (more_rows, more_rejected): (Vec<Row>, Vec<Rejected>) = lines
+                .into_par_iter()
+                .map(|(place, line)| match std::str::from_utf8(line) {
+                    Err(_) => Err(reject_line(
+                        place,
+                        "the line is not valid UTF-8".into(),
+                        &String::from_utf8_lossy(line),
+                    )),
+                    Ok(text) => match parse_object(text) {
+                        Err(reason) => Err(reject_line(place, reason, text)),
+                        Ok(map) => ctx
+                            .to_row(&map, place)
+                            .map_err(|reason| reject_line(place, reason, text)),
+                    },
+                })
+                .partition_map(either);
+            rows.extend(more_rows);
+            rejected.extend(more_rejected);
+        }
+    }
     let (more_rows, more_rejected): (Vec<Row>, Vec<Rejected>) = records
         .into_par_iter()
         .map(|rec| {
@@ -541,6 +531,22 @@ fn ingest_file(
     rows.extend(more_rows);
     rejected.extend(more_rejected);
     Ok((rows, rejected, described))
+}
+
+/// The first line of a JSONL file that is a JSON object: the shape is detected from it.
+fn first_jsonl_object(name: &str, full: &Path) -> Result<Option<Map<String, Value>>, DataError> {
+    let mut blocks = LineBlocks::open(name, full)?;
+    while let Some(lines) = blocks.next_block()? {
+        let first = lines.iter().find_map(|(_, l)| {
+            std::str::from_utf8(l)
+                .ok()
+                .and_then(|t| parse_object(t).ok())
+        });
+        if first.is_some() {
+            return Ok(first);
+        }
+    }
+    Ok(None)
 }
 
 fn either(r: Result<Row, Rejected>) -> rayon::iter::Either<Row, Rejected> {
@@ -576,7 +582,7 @@ fn whole_utf8(name: &str, bytes: Vec<u8>) -> Result<String, DataError> {
 
 fn read_records(format: FileFormat, name: &str, full: &Path) -> Result<Vec<Record>, DataError> {
     match format {
-        FileFormat::Jsonl => unreachable!("JSONL is read line by line in ingest_file"),
+        FileFormat::Jsonl => unreachable!("JSONL is read in blocks of lines in ingest_file"),
         FileFormat::Json => {
             let text = whole_utf8(name, read_text(name, full)?)?;
             let value: Value = serde_json::from_str(&text).map_err(|e| DataError::Input {
@@ -1157,6 +1163,12 @@ impl Ctx<'_> {
                         ));
                     }
                 };
+                // exactly the turns there will be: a growing Vec would hold room for four
+                let earlier = map
+                    .get(history)
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                row.messages.reserve_exact(2 * earlier + 2);
                 match map.get(history) {
                     None | Some(Value::Null) => {}
                     Some(Value::Array(turns)) => {
@@ -1208,6 +1220,7 @@ impl Ctx<'_> {
                 // Turns written as `[speaker] text`: the first speaker is the user,
                 // the other the assistant (lawyer-llama's counsel dialogues).
                 let tagged = turns.first().is_some_and(Value::is_string);
+                row.messages.reserve_exact(turns.len());
                 if tagged {
                     let mut speakers: Vec<String> = Vec::new();
                     for (i, t) in turns.iter().enumerate() {

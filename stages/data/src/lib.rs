@@ -29,6 +29,7 @@ pub mod csv;
 pub mod dedup;
 pub mod filter;
 pub mod ingest;
+pub mod lines;
 pub mod minhash;
 pub mod split;
 pub mod table;

@@ -1,6 +1,8 @@
 //! Text helpers shared by dedup, filter and split: the prompt/response views
 //! of a row, normalization keys, CJK-aware tokenization.
 
+use std::borrow::Cow;
+
 use pipe_rows::Row;
 use unicode_normalization::UnicodeNormalization;
 
@@ -66,12 +68,26 @@ fn join_roles(row: &Row, keep: impl Fn(&str) -> bool) -> String {
 
 /// The text of one field of a row.
 pub fn field_text(row: &Row, field: Field) -> String {
+    field_str(row, field).into_owned()
+}
+
+/// [`field_text`], borrowed from the row when the field is one turn or one
+/// column (the common case), so per-row rules and keys copy nothing.
+pub fn field_str(row: &Row, field: Field) -> Cow<'_, str> {
+    let side = |keep: fn(&str) -> bool| {
+        let mut turns = row.messages.iter().filter(|m| keep(&m.role));
+        match (turns.next(), turns.next()) {
+            (None, _) => Cow::Borrowed(""),
+            (Some(only), None) => Cow::Borrowed(only.content.as_str()),
+            _ => Cow::Owned(join_roles(row, keep)),
+        }
+    };
     match field {
-        Field::Prompt => prompt_text(row),
-        Field::Response => response_text(row),
-        Field::System => row.system.clone().unwrap_or_default(),
-        Field::Text => row.text.clone().unwrap_or_default(),
-        Field::Label => row.label.clone().unwrap_or_default(),
+        Field::Prompt => side(|r| r != "assistant"),
+        Field::Response => side(|r| r == "assistant"),
+        Field::System => Cow::Borrowed(row.system.as_deref().unwrap_or_default()),
+        Field::Text => Cow::Borrowed(row.text.as_deref().unwrap_or_default()),
+        Field::Label => Cow::Borrowed(row.label.as_deref().unwrap_or_default()),
     }
 }
 
@@ -80,20 +96,23 @@ pub fn field_text(row: &Row, field: Field) -> String {
 /// collapsed to one space, ends trimmed; optionally punctuation and symbols removed.
 /// ASCII text skips NFKC (it is a no-op there), which keeps the common case fast.
 pub fn normalize(text: &str, strip_punctuation: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    normalize_into(text, strip_punctuation, &mut out);
+    out
+}
+
+/// [`normalize`] into `out` (replacing its text), for callers that reuse one buffer.
+pub fn normalize_into(text: &str, strip_punctuation: bool, out: &mut String) {
+    out.clear();
     if text.is_ascii() {
-        normalize_ascii(text, strip_punctuation)
+        normalize_ascii(text, strip_punctuation, out)
     } else {
-        normalize_chars(text.nfkc(), text.len(), strip_punctuation)
+        normalize_chars(text.nfkc(), strip_punctuation, out)
     }
 }
 
 /// [`normalize`] after NFKC: case, whitespace and punctuation, character by character.
-fn normalize_chars(
-    chars: impl Iterator<Item = char>,
-    len: usize,
-    strip_punctuation: bool,
-) -> String {
-    let mut out = String::with_capacity(len);
+fn normalize_chars(chars: impl Iterator<Item = char>, strip_punctuation: bool, out: &mut String) {
     let mut pending_space = false;
     for c in chars {
         if c.is_whitespace() {
@@ -115,26 +134,28 @@ fn normalize_chars(
             out.extend(c.to_lowercase());
         }
     }
-    out
 }
 
 /// [`normalize`] of ASCII text, byte by byte (the common case of dedup and split keys).
-fn normalize_ascii(text: &str, strip_punctuation: bool) -> String {
-    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+/// Bytes go to a byte buffer: pushing `char`s to a `String` encodes each one
+/// as UTF-8 and was most of the time spent here.
+fn normalize_ascii(text: &str, strip_punctuation: bool, out: &mut String) {
+    let mut bytes = std::mem::take(out).into_bytes();
+    bytes.reserve(text.len());
     let mut pending_space = false;
     for &b in text.as_bytes() {
         // the ASCII characters with Unicode White_Space (`char::is_whitespace`)
         if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
-            pending_space = !out.is_empty();
+            pending_space = !bytes.is_empty();
         } else if !(strip_punctuation && b.is_ascii_punctuation()) {
             if pending_space {
-                out.push(b' ');
+                bytes.push(b' ');
                 pending_space = false;
             }
-            out.push(b.to_ascii_lowercase());
+            bytes.push(b.to_ascii_lowercase());
         }
     }
-    String::from_utf8(out).expect("ASCII in, ASCII out")
+    *out = String::from_utf8(bytes).expect("ASCII in, ASCII out");
 }
 
 /// Punctuation or symbol (ASCII and the common CJK/Unicode ranges).
@@ -336,6 +357,45 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_fields_equal_the_joined_text() {
+        use pipe_rows::Message;
+        let turns: [&[(&str, &str)]; 6] = [
+            &[],
+            &[("user", "问题：合同？"), ("assistant", "")],
+            &[("user", ""), ("user", "b"), ("assistant", "x")],
+            &[
+                ("user", "a"),
+                ("assistant", "é"),
+                ("user", ""),
+                ("assistant", ""),
+            ],
+            &[
+                ("tool", "{}"),
+                ("assistant", "y"),
+                ("user", "z"),
+                ("assistant", "w"),
+            ],
+            &[("assistant", ""), ("assistant", ""), ("assistant", "last")],
+        ];
+        for t in turns {
+            let row = Row {
+                messages: t.iter().map(|(r, c)| Message::new(*r, *c)).collect(),
+                system: Some("sys".into()),
+                ..Row::default()
+            };
+            for f in [Field::Prompt, Field::Response, Field::System, Field::Text] {
+                let general = match f {
+                    Field::Prompt => join_roles(&row, |r| r != "assistant"),
+                    Field::Response => join_roles(&row, |r| r == "assistant"),
+                    Field::System => "sys".to_owned(),
+                    _ => String::new(),
+                };
+                assert_eq!(field_str(&row, f), general, "{f:?} of {t:?}");
+            }
+        }
+    }
+
+    #[test]
     fn word_grams_hash_equal_ngrams_equally() {
         let g = WordGrams::new("the cat sat, the cat sat on the mat 猫猫");
         assert_eq!(g.len(), 11);
@@ -362,11 +422,10 @@ mod tests {
                 " \n ",
                 "Mixed CASE   spacing...",
             ] {
-                assert_eq!(
-                    normalize_ascii(t, strip),
-                    normalize_chars(t.chars(), t.len(), strip),
-                    "{t:?}"
-                );
+                let (mut fast, mut general) = (String::new(), String::new());
+                normalize_ascii(t, strip, &mut fast);
+                normalize_chars(t.chars(), strip, &mut general);
+                assert_eq!(fast, general, "{t:?}");
             }
         }
     }

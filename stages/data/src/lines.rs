@@ -1,0 +1,175 @@
+//! A JSONL file read in blocks of whole lines, so ingest never holds the
+//! file's bytes all at once: a block is parsed (in parallel) and dropped
+//! before the next one is read.
+//!
+//! Lines are numbered and cut as `bytes.split(b'\n')` over the whole file
+//! would: 1-based, a UTF-8 byte order mark at the start removed, a trailing
+//! `\r` stripped, blank (ASCII whitespace) lines left out but counted.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use crate::DataError;
+
+/// Bytes read per block (a block is longer when one line is).
+pub const BLOCK_BYTES: usize = 8 << 20;
+
+/// The blocks of one file, in order.
+pub struct LineBlocks {
+    name: String,
+    file: File,
+    /// Bytes read and not yet handed out (a partial last line at most, between calls).
+    buf: Vec<u8>,
+    /// Bytes at the front of `buf` handed out by the last [`LineBlocks::next_block`].
+    handed_out: usize,
+    /// Number of the first line in `buf`.
+    line: u64,
+    started: bool,
+    eof: bool,
+    block_bytes: usize,
+}
+
+impl LineBlocks {
+    /// Open `full`; `name` is the file as the user gave it, for errors.
+    pub fn open(name: &str, full: &Path) -> Result<Self, DataError> {
+        let file = File::open(full).map_err(|source| DataError::Io {
+            path: name.to_owned(),
+            source,
+        })?;
+        Ok(Self::with_block_bytes(name, file, BLOCK_BYTES))
+    }
+
+    fn with_block_bytes(name: &str, file: File, block_bytes: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            file,
+            buf: Vec::new(),
+            handed_out: 0,
+            line: 1,
+            started: false,
+            eof: false,
+            block_bytes: block_bytes.max(1),
+        }
+    }
+
+    /// The next block's non-blank lines with their numbers; `None` at the end of the file.
+    pub fn next_block(&mut self) -> Result<Option<Vec<(u64, &[u8])>>, DataError> {
+        self.buf.drain(..self.handed_out);
+        self.handed_out = 0;
+        let mut want = self.block_bytes;
+        let end = loop {
+            // the first read sees the whole byte order mark, if there is one
+            self.fill(if self.started { want } else { want.max(3) })?;
+            if !self.started && (self.buf.len() >= 3 || self.eof) {
+                if self.buf.starts_with(b"\xEF\xBB\xBF") {
+                    self.buf.drain(..3);
+                }
+                self.started = true;
+            }
+            if self.eof {
+                break self.buf.len();
+            }
+            match self.buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => break i + 1,
+                // one line longer than a block: read on until it ends
+                None => want = self.buf.len() + self.block_bytes,
+            }
+        };
+        if end == 0 && self.eof {
+            return Ok(None);
+        }
+        self.handed_out = end;
+        let block = &self.buf[..end];
+        // A block that ends with a line break holds exactly the lines before
+        // each break; the file's last block also holds what follows the last break.
+        let body = if self.eof { block } else { &block[..end - 1] };
+        let first = self.line;
+        let lines: Vec<(u64, &[u8])> = body
+            .split(|&b| b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (first + i as u64, l.strip_suffix(b"\r").unwrap_or(l)))
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .collect();
+        self.line += body.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        if self.eof {
+            // nothing follows the last block
+            self.handed_out = self.buf.len();
+        }
+        Ok(Some(lines))
+    }
+
+    /// Read until `buf` holds `want` bytes or the file ends.
+    fn fill(&mut self, want: usize) -> Result<(), DataError> {
+        while !self.eof && self.buf.len() < want {
+            let missing = (want - self.buf.len()) as u64;
+            let got = (&mut self.file)
+                .take(missing)
+                .read_to_end(&mut self.buf)
+                .map_err(|source| DataError::Io {
+                    path: self.name.clone(),
+                    source,
+                })?;
+            if got == 0 {
+                self.eof = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines as the whole-file split gives them.
+    fn whole(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        bytes
+            .split(|&b| b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, l)| (i, l.to_vec()))
+            .collect()
+    }
+
+    fn blocked(bytes: &[u8], block_bytes: usize) -> Vec<(u64, Vec<u8>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        std::fs::write(&path, bytes).unwrap();
+        let mut blocks =
+            LineBlocks::with_block_bytes("f.jsonl", File::open(&path).unwrap(), block_bytes);
+        let mut out = Vec::new();
+        while let Some(lines) = blocks.next_block().unwrap() {
+            out.extend(lines.into_iter().map(|(i, l)| (i, l.to_vec())));
+        }
+        out
+    }
+
+    #[test]
+    fn blocks_cut_and_number_lines_as_the_whole_file_does() {
+        let cases: [&[u8]; 9] = [
+            b"",
+            b"\n",
+            b"a",
+            b"a\n",
+            b"\xEF\xBB\xBF{\"x\": 1}\r\n\r\n  \nb\n\nc",
+            b"\xEF\xBB",
+            "first\nsecond line that is longer than a block\n\u{4e2d}\u{6587}\r\nlast\n\n"
+                .as_bytes(),
+            b"\n\n\nx\n\n",
+            b"one\ntwo\r\n\tthree\n",
+        ];
+        for bytes in cases {
+            for block_bytes in [1, 2, 3, 5, 8, 64, 1 << 20] {
+                assert_eq!(
+                    blocked(bytes, block_bytes),
+                    whole(bytes),
+                    "{:?} in blocks of {block_bytes}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+    }
+}
