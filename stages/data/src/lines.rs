@@ -15,6 +15,9 @@ use crate::DataError;
 /// Bytes read per block (a block is longer when one line is).
 pub const BLOCK_BYTES: usize = 8 << 20;
 
+/// Non-blank lines of one block, each with its 1-based line number.
+pub type NumberedLines<'a> = Vec<(u64, &'a [u8])>;
+
 /// The blocks of one file, in order.
 pub struct LineBlocks {
     name: String,
@@ -54,7 +57,7 @@ impl LineBlocks {
     }
 
     /// The next block's non-blank lines with their numbers; `None` at the end of the file.
-    pub fn next_block(&mut self) -> Result<Option<Vec<(u64, &[u8])>>, DataError> {
+    pub fn next_block(&mut self) -> Result<Option<NumberedLines<'_>>, DataError> {
         self.buf.drain(..self.handed_out);
         self.handed_out = 0;
         let mut want = self.block_bytes;
