@@ -8,20 +8,19 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
+use crate::fused::with_cpu_f32;
+
 /// `x [rows, in] -> x Wᵀ [rows, out]` with `W [out, in]` held outside the graph.
 pub struct FrozenLinear {
     /// `[out, in]`, contiguous, not a variable.
     pub weight: Tensor,
 }
 
-fn rows_matmul(x: Tensor, w: &Tensor) -> Result<(CpuStorage, Shape)> {
+/// `x Wᵀ` for f64 (the finite-difference tests) through candle's matmul.
+fn rows_matmul_f64(x: Tensor, w: &Tensor) -> Result<(CpuStorage, Shape)> {
     let y = x.matmul(&w.t()?)?;
     let shape = y.shape().clone();
-    let storage = match y.dtype() {
-        candle_core::DType::F64 => CpuStorage::F64(y.flatten_all()?.to_vec1::<f64>()?),
-        _ => CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
-    };
-    Ok((storage, shape))
+    Ok((CpuStorage::F64(y.flatten_all()?.to_vec1::<f64>()?), shape))
 }
 
 impl FrozenLinear {
@@ -29,19 +28,12 @@ impl FrozenLinear {
     /// into a tensor and none of the product out of one.
     fn forward_f32(&self, x: &[f32], layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (out, inner) = self.weight.dims2()?;
-        let (w_storage, w_layout) = self.weight.storage_and_layout();
-        let w = match &*w_storage {
-            candle_core::Storage::Cpu(CpuStorage::F32(w)) => w_layout
-                .contiguous_offsets()
-                .map(|(a, b)| &w[a..b])
-                .ok_or_else(|| {
-                    candle_core::Error::Msg("frozen-linear: weight not contiguous".into())
-                })?,
-            _ => candle_core::bail!("frozen-linear: the weight is not f32 on the CPU"),
-        };
         let rows = x.len() / inner;
         let mut y = vec![0f32; rows * out];
-        matmul_parallel(&mut y, (x, false), (w, true), (rows, out, inner));
+        with_cpu_f32(&self.weight, "frozen-linear (weight)", |w| {
+            matmul_parallel(&mut y, (x, false), (w, true), (rows, out, inner));
+            Ok(())
+        })?;
         let mut dims = layout.dims().to_vec();
         *dims.last_mut().expect("a matrix") = out;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -57,18 +49,15 @@ impl CustomOp1 for FrozenLinear {
         let (start, end) = layout
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::Msg("frozen-linear: input not contiguous".into()))?;
-        if let CpuStorage::F32(v) = storage {
-            return self.forward_f32(&v[start..end], layout);
-        }
-        let dev = candle_core::Device::Cpu;
-        // The input is copied into a plain tensor so the matmul runs on candle's
-        // gemm; the copy is O(activations), small next to the O(activations x out) product.
-        let x = match storage {
-            CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], layout.shape(), &dev)?,
-            CpuStorage::F64(v) => Tensor::from_slice(&v[start..end], layout.shape(), &dev)?,
+        match storage {
+            CpuStorage::F32(v) => self.forward_f32(&v[start..end], layout),
+            // f64 is copied into a plain tensor so candle's matmul serves it.
+            CpuStorage::F64(v) => rows_matmul_f64(
+                Tensor::from_slice(&v[start..end], layout.shape(), &candle_core::Device::Cpu)?,
+                &self.weight,
+            ),
             _ => candle_core::bail!("frozen-linear: only f32 and f64 are supported"),
-        };
-        rows_matmul(x, &self.weight)
+        }
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {

@@ -25,6 +25,20 @@ pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [
     }
 }
 
+/// Run `f` on the f32 data of a contiguous CPU tensor, borrowed, not copied
+/// (a frozen weight that is read on every call).
+pub(crate) fn with_cpu_f32<R>(
+    t: &Tensor,
+    op: &str,
+    f: impl FnOnce(&[f32]) -> Result<R>,
+) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(c) => f(slice(c, layout, op)?),
+        _ => candle_core::bail!("{op}: the weight is not on the CPU"),
+    }
+}
+
 pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }

@@ -11,11 +11,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::frozen::matmul_parallel;
-use crate::fused::slice;
+use crate::fused::{slice, with_cpu_f32};
 
 /// Rows of the hidden state per block: a `[block, vocab]` scratch of a few MB
 /// that gives the matmuls enough rows to run at full speed.
@@ -42,28 +42,11 @@ impl HeadCrossEntropy {
     }
 }
 
-impl CustomOp1 for HeadCrossEntropy {
-    fn name(&self) -> &'static str {
-        "head-cross-entropy"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let h = slice(s, l, "head-cross-entropy (hidden state)")?;
-        let (w_storage, w_layout) = self.weight.storage_and_layout();
-        let w = match &*w_storage {
-            Storage::Cpu(c) => slice(c, w_layout, "head-cross-entropy (weight)")?,
-            _ => candle_core::bail!("head-cross-entropy: the head weight is not on the CPU"),
-        };
-        let (vocab, hidden) = self.weight.dims2()?;
-        let rows = h.len() / hidden;
-        if rows != self.targets.len() {
-            candle_core::bail!(
-                "head-cross-entropy: {rows} rows but {} targets",
-                self.targets.len()
-            );
-        }
-        let mut grad = vec![0f32; rows * hidden];
-        let mut losses = vec![0f64; rows];
+impl HeadCrossEntropy {
+    /// Losses and `(softmax - onehot) · W` of the rows of `h [rows, hidden]`,
+    /// with `w [vocab, hidden]`, one block of rows at a time.
+    fn blocks(&self, h: &[f32], w: &[f32], hidden: usize, losses: &mut [f64], grad: &mut [f32]) {
+        let (rows, vocab) = (losses.len(), w.len() / hidden);
         let mut probs = vec![0f32; BLOCK_ROWS.min(rows) * vocab];
         for start in (0..rows).step_by(BLOCK_ROWS) {
             let m = BLOCK_ROWS.min(rows - start);
@@ -98,6 +81,30 @@ impl CustomOp1 for HeadCrossEntropy {
                 (m, hidden, vocab),
             );
         }
+    }
+}
+
+impl CustomOp1 for HeadCrossEntropy {
+    fn name(&self) -> &'static str {
+        "head-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let h = slice(s, l, "head-cross-entropy (hidden state)")?;
+        let hidden = self.weight.dim(1)?;
+        let rows = h.len() / hidden;
+        if rows != self.targets.len() {
+            candle_core::bail!(
+                "head-cross-entropy: {rows} rows but {} targets",
+                self.targets.len()
+            );
+        }
+        let mut grad = vec![0f32; rows * hidden];
+        let mut losses = vec![0f64; rows];
+        with_cpu_f32(&self.weight, "head-cross-entropy (weight)", |w| {
+            self.blocks(h, w, hidden, &mut losses, &mut grad);
+            Ok(())
+        })?;
         *self.grad_per_unit.lock().expect("not poisoned") = grad;
         // Summed in row order so the result does not depend on the thread count.
         let total: f64 = losses.iter().sum();

@@ -124,7 +124,6 @@ impl Generator {
         }
         self.next_pos = prompts.iter().map(|p| p.len() as u32).collect();
         self.cache = KvCache::default();
-        self.cached = 0;
         // The prompt goes through in passes of `prefill_chunk` positions over
         // the growing KV cache: one pass over a batch of few-shot prompts would
         // hold `[b, heads, t, t]` attention scores, gigabytes at t = 2,000.
@@ -150,8 +149,8 @@ impl Generator {
                 m.forward_hidden(&inputs, Some(&mut self.cache), &mut Fwd::inference())?,
                 len,
             ));
-            self.cached = start + len;
         }
+        self.cached = t;
         let (hidden, len) = hidden.expect("t >= 1");
         let last: Vec<u32> = (0..b).map(|r| (r * len + len - 1) as u32).collect();
         let last = Tensor::from_vec(last, b, &m.device)?;
