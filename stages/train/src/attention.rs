@@ -14,7 +14,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::fused::{slice, values};
+use crate::fused::{F32View, slice};
+use crate::vmath;
 
 /// `q [b, kv_heads, rep * t, d]` (the `rep` query heads of a kv head stacked,
 /// already scaled by 1/sqrt(d)), `k, v [b, kv_heads, T, d]`, and the additive
@@ -46,20 +47,12 @@ impl FusedAttention {
         for (r, row) in p.chunks_mut(big_t).enumerate() {
             let i = r % self.t;
             let mask = &self.mask[(batch * self.t + i) * big_t..(batch * self.t + i + 1) * big_t];
-            let mut max = f32::NEG_INFINITY;
             for (x, m) in row.iter_mut().zip(mask) {
                 *x += m;
-                max = max.max(*x);
             }
-            let mut sum = 0.0;
-            for x in row.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            for x in row.iter_mut() {
-                *x *= inv;
-            }
+            // Masked positions (half of a causal block) come out as 0.
+            let sum = vmath::exp_shifted(row, vmath::max(row));
+            vmath::scale(row, (1.0 / sum) as f32);
         }
         p
     }
@@ -128,12 +121,16 @@ impl CustomOp3 for FusedAttention {
         let dims = self.dims(q_t.dims(), k_t.dims())?;
         let (rows, big_t, d) = (dims.rows, dims.big_t, dims.d);
         let heads_per_batch = q_t.dim(1)?;
+        let grad_t = grad_t.contiguous()?;
+        let views = [q_t, k_t, v_t, out_t, &grad_t].map(|t| F32View::new(t, self.name()));
+        let [q, k, v, out, grad] = views;
+        let (q, k, v, out, grad) = (q?, k?, v?, out?, grad?);
         let (q, k, v, out, grad) = (
-            values(q_t)?,
-            values(k_t)?,
-            values(v_t)?,
-            values(out_t)?,
-            values(grad_t)?,
+            q.as_slice(),
+            k.as_slice(),
+            v.as_slice(),
+            out.as_slice(),
+            grad.as_slice(),
         );
         let mut dq = vec![0f32; q.len()];
         let mut dk = vec![0f32; k.len()];

@@ -66,13 +66,38 @@ impl CustomOp1 for FrozenLinear {
 }
 
 /// `dst [m, n] = op(a) · op(b)`, row-major: `a` is `[m, k]` (`[k, m]` when
-/// `a_t`), `b` is `[k, n]` (`[n, k]` when `b_t`). The one place that calls
-/// gemm (the kernel candle's own matmul uses on the CPU) directly.
+/// `a_t`), `b` is `[k, n]` (`[n, k]` when `b_t`). With [`matmul_acc`], the
+/// one place that calls gemm (the kernel candle's own matmul uses on the CPU)
+/// directly.
 pub(crate) fn matmul(
+    dst: &mut [f32],
+    a: (&[f32], bool),
+    b: (&[f32], bool),
+    dims: (usize, usize, usize),
+    parallelism: gemm::Parallelism,
+) {
+    gemm_into(dst, a, b, dims, None, parallelism)
+}
+
+/// `dst [m, n] += scale · op(a) · op(b)`, in the layout of [`matmul`].
+pub(crate) fn matmul_acc(
+    dst: &mut [f32],
+    a: (&[f32], bool),
+    b: (&[f32], bool),
+    dims: (usize, usize, usize),
+    scale: f32,
+    parallelism: gemm::Parallelism,
+) {
+    gemm_into(dst, a, b, dims, Some(scale), parallelism)
+}
+
+/// `dst = op(a) op(b)`, or `dst += scale · op(a) op(b)` with `accumulate`.
+fn gemm_into(
     dst: &mut [f32],
     (a, a_t): (&[f32], bool),
     (b, b_t): (&[f32], bool),
     (m, n, k): (usize, usize, usize),
+    accumulate: Option<f32>,
     parallelism: gemm::Parallelism,
 ) {
     assert!(dst.len() == m * n && a.len() == m * k && b.len() == k * n);
@@ -86,6 +111,11 @@ pub(crate) fn matmul(
     } else {
         (n as isize, 1)
     };
+    // gemm computes `alpha · dst + beta · a b`, reading dst only when asked.
+    let (read_dst, beta) = match accumulate {
+        Some(scale) => (true, scale),
+        None => (false, 1.0),
+    };
     // SAFETY: the assert bounds every index these sizes and strides reach;
     // `dst` is a unique borrow, so it aliases neither input.
     unsafe {
@@ -96,20 +126,30 @@ pub(crate) fn matmul(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            read_dst,
             a.as_ptr(),
             a_cs,
             a_rs,
             b.as_ptr(),
             b_cs,
             b_rs,
-            0.0,
             1.0,
+            beta,
             false,
             false,
             false,
             parallelism,
         )
+    }
+}
+
+/// The parallelism of candle's thread count (`RAYON_NUM_THREADS`).
+pub(crate) fn parallelism() -> gemm::Parallelism {
+    let threads = candle_core::utils::get_num_threads();
+    if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
     }
 }
 
@@ -120,11 +160,5 @@ pub(crate) fn matmul_parallel(
     b: (&[f32], bool),
     dims: (usize, usize, usize),
 ) {
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    matmul(dst, a, b, dims, parallelism)
+    matmul(dst, a, b, dims, parallelism())
 }

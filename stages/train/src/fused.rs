@@ -15,6 +15,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::vmath;
+
 pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let (a, b) = l
         .contiguous_offsets()
@@ -39,8 +41,35 @@ pub(crate) fn with_cpu_f32<R>(
     }
 }
 
-pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
+/// The f32 data of a contiguous CPU tensor, borrowed while the view lives:
+/// a backward pass reads its saved inputs in place instead of copying them.
+pub(crate) struct F32View<'a> {
+    storage: candle_core::StorageRef<'a>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> F32View<'a> {
+    /// `t` must be contiguous (call `.contiguous()` first; it is free when it is).
+    pub(crate) fn new(t: &'a Tensor, op: &str) -> Result<F32View<'a>> {
+        let (storage, layout) = t.storage_and_layout();
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input not contiguous")))?;
+        match &*storage {
+            candle_core::Storage::Cpu(CpuStorage::F32(_)) => Ok(F32View {
+                storage,
+                range: start..end,
+            }),
+            _ => candle_core::bail!("{op}: only f32 on the CPU is supported"),
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        match &*self.storage {
+            candle_core::Storage::Cpu(CpuStorage::F32(v)) => &v[self.range.clone()],
+            _ => unreachable!("checked in F32View::new"),
+        }
+    }
 }
 
 /// Rows processed per rayon task: large enough to amortize scheduling.
@@ -68,18 +97,20 @@ impl CustomOp1 for RmsNorm {
             .zip(x.par_chunks(n * rows_per_task(n)))
             .for_each(|(yc, xc)| {
                 for (yr, xr) in yc.chunks_mut(n).zip(xc.chunks(n)) {
-                    let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
-                    let r = 1.0 / (ms + self.eps).sqrt();
-                    for i in 0..n {
-                        yr[i] = xr[i] * r * w[i];
-                    }
+                    let ms = vmath::dot(xr, xr) / n as f32;
+                    vmath::scale_mul(yr, xr, w, 1.0 / (ms + self.eps).sqrt());
                 }
             });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (x, g) = (values(arg)?, values(grad)?);
+        let grad = grad.contiguous()?;
+        let (xv, gv) = (
+            F32View::new(arg, self.name())?,
+            F32View::new(&grad, self.name())?,
+        );
+        let (x, g) = (xv.as_slice(), gv.as_slice());
         let n = self.weight.len();
         let w = &self.weight;
         let mut dx = vec![0f32; x.len()];
@@ -88,49 +119,88 @@ impl CustomOp1 for RmsNorm {
             .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
             .for_each(|(dc, (xc, gc))| {
                 for ((dr, xr), gr) in dc.chunks_mut(n).zip(xc.chunks(n)).zip(gc.chunks(n)) {
-                    let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
+                    let ms = vmath::dot(xr, xr) / n as f32;
                     let r = 1.0 / (ms + self.eps).sqrt();
-                    let dot: f32 = (0..n).map(|i| w[i] * gr[i] * xr[i]).sum();
-                    let k = r * r * r * dot / n as f32;
-                    for i in 0..n {
-                        dr[i] = r * w[i] * gr[i] - xr[i] * k;
-                    }
+                    let k = r * r * r * vmath::dot3(w, gr, xr) / n as f32;
+                    vmath::rms_norm_grad(dr, xr, w, gr, r, k);
                 }
             });
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
 
-/// Rotary embedding (half-split layout) on `[b, h, t, d]`; `cos`/`sin` are
-/// `[b * t, d / 2]`. The backward is the inverse rotation.
+/// Rotary embedding (half-split layout) and a scale, fused with the move to
+/// head-major layout: `[b, t, heads, d]` (a projection's output) in,
+/// `[b, heads, t, d]` out. `cos`/`sin` are `[b * t, d / 2]`. The backward is
+/// the inverse rotation, scaled, moved back to `[b, t, heads, d]`.
+///
+/// Separately, the move, the rotation and the query's `1/sqrt(d)` scale
+/// were three ops, each keeping its own copy of q in the graph.
 pub struct Rope {
     pub cos: Arc<Vec<f32>>,
     pub sin: Arc<Vec<f32>>,
+    pub scale: f32,
 }
 
-fn rope_apply(x: &[f32], dims: &[usize], cos: &[f32], sin: &[f32], inverse: bool) -> Vec<f32> {
-    let (h, t, d) = (dims[1], dims[2], dims[3]);
-    let half = d / 2;
-    let sign = if inverse { -1.0 } else { 1.0 };
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(t * d)
-        .zip(x.par_chunks(t * d))
-        .enumerate()
-        .for_each(|(bh, (yc, xc))| {
-            let b = bh / h;
+/// `y = scale · rotate(x)` for one position's head vector (`inverse`
+/// rotates by the negative angle).
+fn rotate_into(y: &mut [f32], x: &[f32], c: &[f32], s: &[f32], scale: f32, inverse: bool) {
+    let half = c.len();
+    let sign = if inverse { -scale } else { scale };
+    for i in 0..half {
+        let (x1, x2) = (x[i], x[i + half]);
+        let (ci, si) = (scale * c[i], sign * s[i]);
+        y[i] = x1 * ci - x2 * si;
+        y[i + half] = x2 * ci + x1 * si;
+    }
+}
+
+impl Rope {
+    /// `cos` and `sin` of one position (`row` of `[b * t]`).
+    fn angles(&self, row: usize, half: usize) -> (&[f32], &[f32]) {
+        let at = row * half..(row + 1) * half;
+        (&self.cos[at.clone()], &self.sin[at])
+    }
+
+    /// `[b, t, h, d]` -> rotated, scaled `[b, h, t, d]`.
+    fn forward(&self, x: &[f32], (b, t, h, d): (usize, usize, usize, usize)) -> Vec<f32> {
+        let half = d / 2;
+        let mut y = vec![0f32; b * t * h * d];
+        y.par_chunks_mut(t * d).enumerate().for_each(|(bh, yc)| {
+            let (bi, hi) = (bh / h, bh % h);
             for p in 0..t {
-                let c = &cos[(b * t + p) * half..(b * t + p + 1) * half];
-                let s = &sin[(b * t + p) * half..(b * t + p + 1) * half];
-                let (xr, yr) = (&xc[p * d..(p + 1) * d], &mut yc[p * d..(p + 1) * d]);
-                for i in 0..half {
-                    let (x1, x2) = (xr[i], xr[i + half]);
-                    let si = sign * s[i];
-                    yr[i] = x1 * c[i] - x2 * si;
-                    yr[i + half] = x2 * c[i] + x1 * si;
-                }
+                let row = bi * t + p;
+                let at = (row * h + hi) * d;
+                let (c, s) = self.angles(row, half);
+                let y = &mut yc[p * d..(p + 1) * d];
+                rotate_into(y, &x[at..at + d], c, s, self.scale, false);
             }
         });
-    y
+        y
+    }
+
+    /// The gradient `[b, h, t, d]` -> `[b, t, h, d]`.
+    fn backward(&self, g: &[f32], (b, t, h, d): (usize, usize, usize, usize)) -> Vec<f32> {
+        let half = d / 2;
+        let mut dx = vec![0f32; b * t * h * d];
+        dx.par_chunks_mut(h * d).enumerate().for_each(|(row, dc)| {
+            let (bi, p) = (row / t, row % t);
+            for hi in 0..h {
+                let at = ((bi * h + hi) * t + p) * d;
+                let (c, s) = self.angles(row, half);
+                let dx = &mut dc[hi * d..(hi + 1) * d];
+                rotate_into(dx, &g[at..at + d], c, s, self.scale, true);
+            }
+        });
+        dx
+    }
+}
+
+fn dims4(dims: &[usize], op: &str) -> Result<(usize, usize, usize, usize)> {
+    match dims {
+        &[b, t, h, d] if d % 2 == 0 => Ok((b, t, h, d)),
+        _ => candle_core::bail!("{op}: expected [b, t, heads, even d], got {dims:?}"),
+    }
 }
 
 impl CustomOp1 for Rope {
@@ -140,23 +210,24 @@ impl CustomOp1 for Rope {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
-        let y = rope_apply(x, l.dims(), &self.cos, &self.sin, false);
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+        let (b, t, h, d) = dims4(l.dims(), self.name())?;
+        if self.cos.len() != b * t * d / 2 {
+            candle_core::bail!("fused-rope: cos/sin do not fit [{b}, {t}, {h}, {d}]");
+        }
+        let y = self.forward(x, (b, t, h, d));
+        Ok((CpuStorage::F32(y), Shape::from((b, h, t, d))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let g = values(grad)?;
-        let dx = rope_apply(&g, arg.dims(), &self.cos, &self.sin, true);
+        let grad = grad.contiguous()?;
+        let g = F32View::new(&grad, self.name())?;
+        let dx = self.backward(g.as_slice(), dims4(arg.dims(), self.name())?);
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
 
 /// `silu(gate) * up`.
 pub struct SwiGlu;
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
 
 impl CustomOp2 for SwiGlu {
     fn name(&self) -> &'static str {
@@ -174,11 +245,7 @@ impl CustomOp2 for SwiGlu {
         let mut y = vec![0f32; g.len()];
         y.par_chunks_mut(16384)
             .zip(g.par_chunks(16384).zip(u.par_chunks(16384)))
-            .for_each(|(yc, (gc, uc))| {
-                for i in 0..yc.len() {
-                    yc[i] = gc[i] * sigmoid(gc[i]) * uc[i];
-                }
-            });
+            .for_each(|(yc, (gc, uc))| vmath::swiglu(yc, gc, uc));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -189,20 +256,18 @@ impl CustomOp2 for SwiGlu {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (g, u, d) = (values(gate)?, values(up)?, values(grad)?);
+        let grad = grad.contiguous()?;
+        let views = [gate, up, &grad].map(|t| F32View::new(t, self.name()));
+        let [g, u, d] = views;
+        let (g, u, d) = (g?, u?, d?);
+        let (g, u, d) = (g.as_slice(), u.as_slice(), d.as_slice());
         let mut dg = vec![0f32; g.len()];
         let mut du = vec![0f32; g.len()];
         dg.par_chunks_mut(16384)
             .zip(du.par_chunks_mut(16384))
-            .enumerate()
-            .for_each(|(c, (dgc, duc))| {
-                let at = c * 16384;
-                for i in 0..dgc.len() {
-                    let (x, s) = (g[at + i], sigmoid(g[at + i]));
-                    duc[i] = d[at + i] * x * s;
-                    dgc[i] = d[at + i] * u[at + i] * s * (1.0 + x * (1.0 - s));
-                }
-            });
+            .zip(g.par_chunks(16384).zip(u.par_chunks(16384)))
+            .zip(d.par_chunks(16384))
+            .for_each(|(((dgc, duc), (gc, uc)), dc)| vmath::swiglu_grad(dgc, duc, gc, uc, dc));
         let dev = gate.device();
         Ok((
             Some(Tensor::from_vec(dg, gate.shape(), dev)?),
@@ -240,7 +305,8 @@ impl CustomOp1 for CrossEntropySum {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let x = values(arg)?;
+        let xv = F32View::new(arg, self.name())?;
+        let x = xv.as_slice();
         let g = grad.flatten_all()?.to_vec1::<f32>()?[0];
         let v = arg.dim(1)?;
         let mut dx = vec![0f32; x.len()];

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::frozen::matmul_parallel;
 use crate::fused::{slice, with_cpu_f32};
+use crate::vmath;
 
 /// Rows of the hidden state per block: a `[block, vocab]` scratch of a few MB
 /// that gives the matmuls enough rows to run at full speed.
@@ -59,19 +60,11 @@ impl HeadCrossEntropy {
                 .zip(losses[start..start + m].par_iter_mut())
                 .zip(self.targets[start..start + m].par_iter())
                 .for_each(|((row, loss), &t)| {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let max = vmath::max(row);
                     let target_logit = row[t as usize];
-                    let mut sum = 0f64;
-                    for z in row.iter_mut() {
-                        let e = (*z - max).exp();
-                        sum += e as f64;
-                        *z = e;
-                    }
+                    let sum = vmath::exp_shifted(row, max);
                     *loss = max as f64 + sum.ln() - target_logit as f64;
-                    let inv = (1.0 / sum) as f32;
-                    for p in row.iter_mut() {
-                        *p *= inv;
-                    }
+                    vmath::scale(row, (1.0 / sum) as f32);
                     row[t as usize] -= 1.0;
                 });
             matmul_parallel(

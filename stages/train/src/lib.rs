@@ -3,7 +3,8 @@
 //!
 //! - [`llama`]: the decoder (Llama 2/3, Mistral, Qwen2, SmolLM2), written with
 //!   differentiable ops only, and [`frozen`]: the frozen projection whose
-//!   backward skips the base weight's gradient.
+//!   backward skips the base weight's gradient, and [`lora_linear`]: that
+//!   projection with its adapter as one op.
 //! - [`loader`]: weights from a Hugging Face folder (mmap), a GGUF file
 //!   (dequantized) or `builtin:tiny` (generated from a fixed seed).
 //! - [`lora`]: settings, PEFT init from our own RNG, PEFT files.
@@ -36,16 +37,19 @@ pub mod error;
 pub mod frozen;
 pub mod fused;
 pub mod head;
+pub mod heap;
 pub mod infer;
 pub mod llama;
 pub mod loader;
 pub mod lora;
+pub mod lora_linear;
 pub mod merge;
 pub mod optim;
 pub mod packed;
 pub mod plot;
 pub mod rng;
 pub mod trainer;
+pub mod vmath;
 
 pub use error::TrainError;
 /// Re-exported so the stage adapter can derive `JsonSchema` with the same version.
@@ -56,7 +60,7 @@ pub const CUDA_ENABLED: bool = cfg!(feature = "cuda");
 pub use infer::Generator;
 
 /// Bump when the bytes the train stage writes would change for the same inputs.
-pub const TRAIN_CODE_VERSION: u32 = 3;
+pub const TRAIN_CODE_VERSION: u32 = 4;
 
 /// Peak resident memory of this process in GiB (Linux `VmHWM`; NaN elsewhere),
 /// for the benchmark binaries.

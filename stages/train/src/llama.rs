@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::frozen::FrozenLinear;
 use crate::fused;
+use crate::lora_linear::LoraLinear;
 use crate::packed::{MAX_PACKED_ROWS, PackedWeight};
 use crate::rng::Rng;
 
@@ -132,6 +133,15 @@ fn use_packed(x: &Tensor, decode: bool) -> Result<bool> {
 impl Linear {
     /// `x: [rows, in] -> [rows, out]`.
     pub fn forward(&self, x: &Tensor, fwd: &mut Fwd<'_>) -> Result<Tensor> {
+        if let Some(lora) = &self.lora
+            && fwd.fused
+            && fwd.skip_frozen_grads
+            && x.dtype() == DType::F32
+            && x.device().is_cpu()
+            && !(self.packed.is_some() && use_packed(x, fwd.decode)?)
+        {
+            return self.forward_fused(x, lora, fwd);
+        }
         let mut y = match &self.packed {
             Some(p) if use_packed(x, fwd.decode)? => p.forward(x)?,
             _ => frozen_matmul(x, &self.weight, fwd.skip_frozen_grads)?,
@@ -141,19 +151,39 @@ impl Linear {
         }
         if let Some(lora) = &self.lora {
             let xd = match fwd.dropout.as_deref_mut() {
-                Some(rng) if lora.dropout > 0.0 => dropout(x, lora.dropout, rng)?,
+                Some(rng) if lora.dropout > 0.0 => {
+                    let mask = dropout_mask(x.elem_count(), lora.dropout, rng);
+                    let mask =
+                        Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+                    (x * mask)?
+                }
                 _ => x.clone(),
             };
-            let (a, b) = if fwd.no_grad {
-                (lora.a.as_tensor().detach(), lora.b.as_tensor().detach())
-            } else {
-                (lora.a.as_tensor().clone(), lora.b.as_tensor().clone())
-            };
+            let (a, b) = lora_weights(lora, fwd.no_grad);
             let low = xd.matmul(&a.t()?)?;
             let up = low.matmul(&b.t()?)?;
             y = (y + up.affine(lora.scale, 0.0)?)?;
         }
         Ok(y)
+    }
+
+    /// The projection and its adapter in one op ([`LoraLinear`]): one output
+    /// buffer in the graph instead of four.
+    fn forward_fused(&self, x: &Tensor, lora: &LoraPair, fwd: &mut Fwd<'_>) -> Result<Tensor> {
+        let mask = match fwd.dropout.as_deref_mut() {
+            Some(rng) if lora.dropout > 0.0 => {
+                Some(Arc::new(dropout_mask(x.elem_count(), lora.dropout, rng)))
+            }
+            _ => None,
+        };
+        let (a, b) = lora_weights(lora, fwd.no_grad);
+        let op = LoraLinear {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            scale: lora.scale as f32,
+            mask,
+        };
+        Ok(x.contiguous()?.apply_op3(&a, &b, op)?)
     }
 
     /// `W + scale * B A` (merge export, inference with an adapter).
@@ -168,13 +198,21 @@ impl Linear {
     }
 }
 
-fn dropout(x: &Tensor, p: f64, rng: &mut Rng) -> Result<Tensor> {
-    let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.next_f64() < p { 0.0 } else { keep as f32 })
-        .collect();
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    Ok((x * mask)?)
+/// A and B, detached when no backward follows (so no graph is recorded).
+fn lora_weights(lora: &LoraPair, no_grad: bool) -> (Tensor, Tensor) {
+    if no_grad {
+        (lora.a.as_tensor().detach(), lora.b.as_tensor().detach())
+    } else {
+        (lora.a.as_tensor().clone(), lora.b.as_tensor().clone())
+    }
+}
+
+/// Inverted dropout: `0` with probability `p`, else `1 / (1 - p)`.
+fn dropout_mask(elems: usize, p: f64, rng: &mut Rng) -> Vec<f32> {
+    let keep = (1.0 / (1.0 - p)) as f32;
+    (0..elems)
+        .map(|_| if rng.next_f64() < p { 0.0 } else { keep })
+        .collect()
 }
 
 /// RMSNorm from primitives (differentiable), computed in the model dtype.
@@ -431,14 +469,22 @@ impl Llama {
                 rms_norm(x, w, eps)
             }
         };
-        let rotate = |x: &Tensor| -> Result<Tensor> {
+        // `y [b * t, heads * d]` -> rotated `[b, heads, t, d]` times `scale`.
+        let rotate = |y: &Tensor, heads: usize, scale: f64| -> Result<Tensor> {
+            let y = y.reshape((b, t, heads, cfg.head_dim))?;
             if fused {
-                Ok(x.apply_op1(fused::Rope {
+                Ok(y.apply_op1(fused::Rope {
                     cos: cos32.clone(),
                     sin: sin32.clone(),
+                    scale: scale as f32,
                 })?)
             } else {
-                rope(x, &cos, &sin)
+                let y = rope(&y.transpose(1, 2)?.contiguous()?, &cos, &sin)?;
+                Ok(if scale == 1.0 {
+                    y
+                } else {
+                    y.affine(scale, 0.0)?
+                })
             }
         };
         let (nh, nkv, hd) = (
@@ -458,12 +504,9 @@ impl Llama {
             let heads = |y: Tensor, n: usize| -> Result<Tensor> {
                 Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
             };
-            let q = heads(layer.q.forward(&h, fwd)?, nh)?;
-            let k = heads(layer.k.forward(&h, fwd)?, nkv)?;
-            let v = heads(layer.v.forward(&h, fwd)?, nkv)?;
-            let q = rotate(&q)?.affine(1.0 / (hd as f64).sqrt(), 0.0)?;
-            let mut k = rotate(&k)?;
-            let mut v = v;
+            let q = rotate(&layer.q.forward(&h, fwd)?, nh, 1.0 / (hd as f64).sqrt())?;
+            let mut k = rotate(&layer.k.forward(&h, fwd)?, nkv, 1.0)?;
+            let mut v = heads(layer.v.forward(&h, fwd)?, nkv)?;
             if let Some(c) = cache.as_deref_mut() {
                 if let Some((pk, pv)) = &c.layers[li] {
                     k = Tensor::cat(&[pk, &k], 2)?;

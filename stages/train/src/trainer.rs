@@ -266,6 +266,7 @@ pub fn train(
     stop_after: Option<u64>,
     on_step: &mut dyn FnMut(&StepLog, u64),
 ) -> Result<Outcome> {
+    let _heap = crate::heap::RetainFreedMemory::start();
     let seqs = read_tokens(&paths.tokens)?;
     let validation = match &paths.validation {
         Some(p) => read_tokens(p)?,

@@ -94,6 +94,7 @@ fn main() {
     let mut rng = Rng::new(7);
     let vocab = model.cfg.vocab_size as u64;
     let mut times = Vec::new();
+    let _heap = pipe_train::heap::RetainFreedMemory::start();
     for step in 0..warmup + steps {
         let seqs: Vec<pipe_train::data::Sequence> = (0..batch)
             .map(|_| {
