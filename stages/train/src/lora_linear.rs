@@ -17,7 +17,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::frozen::{matmul, matmul_acc, matmul_parallel, parallelism};
+use crate::frozen::{matmul, matmul_acc, matmul_new, parallelism};
 use crate::fused::{slice, with_cpu_f32};
 
 /// `x [rows, in] -> [rows, out]`; the op's arguments are `x`, `A [rank, in]`
@@ -84,10 +84,9 @@ impl CustomOp3 for LoraLinear {
         let rows = x.len() / inner;
         let mask = self.check_mask(x.len())?;
 
-        let mut y = vec![0f32; rows * out];
-        with_cpu_f32(&self.weight, "lora-linear (weight)", |w| {
-            matmul_parallel(&mut y, (x, false), (w, true), (rows, out, inner));
-            Ok(())
+        let par = parallelism();
+        let mut y = with_cpu_f32(&self.weight, "lora-linear (weight)", |w| {
+            Ok(matmul_new((x, false), (w, true), (rows, out, inner), par))
         })?;
         if let Some(bias) = &self.bias {
             with_cpu_f32(bias, "lora-linear (bias)", |bias| {
@@ -212,8 +211,7 @@ impl LoraLinear {
             return (None, da, db);
         }
         // dx = g W + (d(low) A) ⊙ mask.
-        let mut dx = vec![0f32; rows * inner];
-        matmul_parallel(&mut dx, (g, false), (w, false), (rows, inner, out));
+        let mut dx = matmul_new((g, false), (w, false), (rows, inner, out), par);
         match mask {
             None => matmul_acc(
                 &mut dx,
