@@ -24,11 +24,24 @@ pub struct FusedAttention {
     pub mask: Arc<Vec<f32>>,
     /// Query positions per sequence (`t`); the rows of q are `rep * t`.
     pub t: usize,
+    /// Query positions per block (see [`BLOCK_POSITIONS`]).
+    pub block: usize,
 }
 
-/// One (sequence, kv head) block's product on this thread: blocks run in parallel.
+/// Query positions that share one window of keys. A causal block of 64
+/// positions ending at position p reads keys `[0, p)` only, so over 256
+/// positions the products cover 5/8 of the full `[t, T]` square; a packed
+/// segment's block skips the keys of the segments before it too.
+pub const BLOCK_POSITIONS: usize = 64;
+
+/// One product on this thread: (sequence, kv head) groups run in parallel.
 fn matmul(dst: &mut [f32], a: (&[f32], bool), b: (&[f32], bool), dims: (usize, usize, usize)) {
     crate::frozen::matmul(dst, a, b, dims, gemm::Parallelism::None)
+}
+
+/// `dst += op(a) op(b)`, as [`matmul`].
+fn matmul_acc(dst: &mut [f32], a: (&[f32], bool), b: (&[f32], bool), dims: (usize, usize, usize)) {
+    crate::frozen::matmul_acc(dst, a, b, dims, 1.0, gemm::Parallelism::None)
 }
 
 struct Dims {
@@ -36,21 +49,90 @@ struct Dims {
     big_t: usize,
     d: usize,
     groups: usize,
+    heads_per_batch: usize,
+}
+
+/// Rows `[r0, r1)` of a group's q (positions `[p0, p1)` of one query head)
+/// and the keys `[lo, hi)` any of them may see.
+#[derive(Clone, Copy)]
+struct Block {
+    r0: usize,
+    r1: usize,
+    p0: usize,
+    lo: usize,
+    hi: usize,
 }
 
 impl FusedAttention {
-    /// Probabilities `[rows, T]` of one (sequence, kv head) block.
-    fn probabilities(&self, q: &[f32], k: &[f32], batch: usize, dims: &Dims) -> Vec<f32> {
-        let Dims { rows, big_t, d, .. } = *dims;
-        let mut p = vec![0f32; rows * big_t];
-        matmul(&mut p, (q, false), (k, true), (rows, big_t, d));
-        for (r, row) in p.chunks_mut(big_t).enumerate() {
-            let i = r % self.t;
-            let mask = &self.mask[(batch * self.t + i) * big_t..(batch * self.t + i + 1) * big_t];
+    pub fn new(mask: Arc<Vec<f32>>, t: usize) -> FusedAttention {
+        FusedAttention {
+            mask,
+            t,
+            block: BLOCK_POSITIONS,
+        }
+    }
+
+    fn mask_row(&self, batch: usize, i: usize, big_t: usize) -> &[f32] {
+        let at = (batch * self.t + i) * big_t;
+        &self.mask[at..at + big_t]
+    }
+
+    /// The blocks of each sequence, with their key windows from the mask.
+    fn blocks(&self, dims: &Dims) -> Vec<Vec<Block>> {
+        let (t, big_t) = (self.t, dims.big_t);
+        let rep = dims.rows / t;
+        let batches = dims.groups / dims.heads_per_batch;
+        (0..batches)
+            .map(|batch| {
+                let mut blocks = Vec::new();
+                for p0 in (0..t).step_by(self.block.max(1)) {
+                    let p1 = (p0 + self.block.max(1)).min(t);
+                    let (mut lo, mut hi) = (big_t, 0);
+                    for i in p0..p1 {
+                        let row = self.mask_row(batch, i, big_t);
+                        let seen = |m: &f32| *m != f32::NEG_INFINITY;
+                        if let Some(first) = row.iter().position(seen) {
+                            lo = lo.min(first);
+                            hi = hi.max(row.iter().rposition(seen).expect("one seen") + 1);
+                        }
+                    }
+                    if lo >= hi {
+                        // Every row masked: a zero output, as keys of weight 0.
+                        (lo, hi) = (0, 0);
+                    }
+                    for h in 0..rep {
+                        let (r0, r1) = (h * t + p0, h * t + p1);
+                        blocks.push(Block { r0, r1, p0, lo, hi });
+                    }
+                }
+                blocks
+            })
+            .collect()
+    }
+
+    /// Probabilities `[r1 - r0, hi - lo]` of one block over its key window.
+    fn probabilities(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        batch: usize,
+        blk: &Block,
+        dims: &Dims,
+    ) -> Vec<f32> {
+        let (d, big_t) = (dims.d, dims.big_t);
+        let (n, w) = (blk.r1 - blk.r0, blk.hi - blk.lo);
+        let mut p = vec![0f32; n * w];
+        if w == 0 {
+            return p;
+        }
+        let (qb, kw) = (&q[blk.r0 * d..blk.r1 * d], &k[blk.lo * d..blk.hi * d]);
+        matmul(&mut p, (qb, false), (kw, true), (n, w, d));
+        for (r, row) in p.chunks_mut(w).enumerate() {
+            let mask = &self.mask_row(batch, blk.p0 + r, big_t)[blk.lo..blk.hi];
             for (x, m) in row.iter_mut().zip(mask) {
                 *x += m;
             }
-            // Masked positions (half of a causal block) come out as 0.
+            // Masked positions inside the window come out as 0.
             let sum = vmath::exp_shifted(row, vmath::max(row));
             vmath::scale(row, (1.0 / sum) as f32);
         }
@@ -73,6 +155,7 @@ impl FusedAttention {
             big_t,
             d,
             groups: q[0] * q[1],
+            heads_per_batch: q[1],
         })
     }
 }
@@ -98,14 +181,23 @@ impl CustomOp3 for FusedAttention {
         );
         let dims = self.dims(l1.dims(), l2.dims())?;
         let (rows, big_t, d) = (dims.rows, dims.big_t, dims.d);
-        let heads_per_batch = l1.dims()[1];
+        let blocks = self.blocks(&dims);
         let mut out = vec![0f32; dims.groups * rows * d];
         out.par_chunks_mut(rows * d).enumerate().for_each(|(g, o)| {
+            let batch = g / dims.heads_per_batch;
             let qg = &q[g * rows * d..(g + 1) * rows * d];
             let kg = &k[g * big_t * d..(g + 1) * big_t * d];
             let vg = &v[g * big_t * d..(g + 1) * big_t * d];
-            let p = self.probabilities(qg, kg, g / heads_per_batch, &dims);
-            matmul(o, (&p, false), (vg, false), (rows, d, big_t));
+            for blk in &blocks[batch] {
+                let p = self.probabilities(qg, kg, batch, blk, &dims);
+                let (ob, vw) = (&mut o[blk.r0 * d..blk.r1 * d], &vg[blk.lo * d..blk.hi * d]);
+                matmul(
+                    ob,
+                    (&p, false),
+                    (vw, false),
+                    (blk.r1 - blk.r0, d, blk.hi - blk.lo),
+                );
+            }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -120,7 +212,7 @@ impl CustomOp3 for FusedAttention {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dims = self.dims(q_t.dims(), k_t.dims())?;
         let (rows, big_t, d) = (dims.rows, dims.big_t, dims.d);
-        let heads_per_batch = q_t.dim(1)?;
+        let blocks = self.blocks(&dims);
         let grad_t = grad_t.contiguous()?;
         let views = [q_t, k_t, v_t, out_t, &grad_t].map(|t| F32View::new(t, self.name()));
         let [q, k, v, out, grad] = views;
@@ -140,35 +232,39 @@ impl CustomOp3 for FusedAttention {
             .zip(dv.par_chunks_mut(big_t * d))
             .enumerate()
             .for_each(|(g, ((dqg, dkg), dvg))| {
+                let batch = g / dims.heads_per_batch;
                 let (qs, ks) = (
                     g * rows * d..(g + 1) * rows * d,
                     g * big_t * d..(g + 1) * big_t * d,
                 );
                 let (qg, kg, vg) = (&q[qs.clone()], &k[ks.clone()], &v[ks]);
                 let (og, gg) = (&out[qs.clone()], &grad[qs]);
-                let mut p = self.probabilities(qg, kg, g / heads_per_batch, &dims);
-                // dV = Pᵀ dO
-                matmul(dvg, (&p, true), (gg, false), (big_t, d, rows));
-                // dP = dO Vᵀ, then dS = P ⊙ (dP - rowsum(dO ⊙ O)), in place of P.
-                let mut dp = vec![0f32; rows * big_t];
-                matmul(&mut dp, (gg, false), (vg, true), (rows, big_t, d));
-                for r in 0..rows {
-                    let dot: f32 = og[r * d..(r + 1) * d]
-                        .iter()
-                        .zip(&gg[r * d..(r + 1) * d])
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    let (pr, dpr) = (
-                        &mut p[r * big_t..(r + 1) * big_t],
-                        &dp[r * big_t..(r + 1) * big_t],
-                    );
-                    for (x, y) in pr.iter_mut().zip(dpr) {
-                        *x *= y - dot;
+                for blk in &blocks[batch] {
+                    let (n, w) = (blk.r1 - blk.r0, blk.hi - blk.lo);
+                    if w == 0 {
+                        continue;
                     }
+                    let rs = blk.r0 * d..blk.r1 * d;
+                    let ws = blk.lo * d..blk.hi * d;
+                    let (qb, ob, gb) = (&qg[rs.clone()], &og[rs.clone()], &gg[rs.clone()]);
+                    let (kw, vw) = (&kg[ws.clone()], &vg[ws.clone()]);
+                    let mut p = self.probabilities(qg, kg, batch, blk, &dims);
+                    // dV += Pᵀ dO
+                    matmul_acc(&mut dvg[ws.clone()], (&p, true), (gb, false), (w, d, n));
+                    // dP = dO Vᵀ, then dS = P ⊙ (dP - rowsum(dO ⊙ O)), in place of P.
+                    let mut dp = vec![0f32; n * w];
+                    matmul(&mut dp, (gb, false), (vw, true), (n, w, d));
+                    for r in 0..n {
+                        let dot = vmath::dot(&ob[r * d..(r + 1) * d], &gb[r * d..(r + 1) * d]);
+                        let (pr, dpr) = (&mut p[r * w..(r + 1) * w], &dp[r * w..(r + 1) * w]);
+                        for (x, y) in pr.iter_mut().zip(dpr) {
+                            *x *= y - dot;
+                        }
+                    }
+                    // dQ = dS K, dK += dSᵀ Q
+                    matmul(&mut dqg[rs], (&p, false), (kw, false), (n, d, w));
+                    matmul_acc(&mut dkg[ws], (&p, true), (qb, false), (w, d, n));
                 }
-                // dQ = dS K, dK = dSᵀ Q
-                matmul(dqg, (&p, false), (kg, false), (rows, d, big_t));
-                matmul(dkg, (&p, true), (qg, false), (big_t, d, rows));
             });
         let dev = q_t.device();
         Ok((
@@ -216,18 +312,26 @@ mod tests {
                 }
             }
         }
-        let op = FusedAttention {
-            mask: Arc::new(mask.clone()),
-            t,
+        // Blocks of 2 cross block boundaries inside t = 5; 64 is one block.
+        let run = |block: usize| {
+            let op = FusedAttention {
+                block,
+                ..FusedAttention::new(Arc::new(mask.clone()), t)
+            };
+            let fused = q
+                .as_tensor()
+                .apply_op3(k.as_tensor(), v.as_tensor(), op)
+                .unwrap();
+            let grads = (&fused * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            (fused, grads)
         };
-        let fused = q
-            .as_tensor()
-            .apply_op3(k.as_tensor(), v.as_tensor(), op)
-            .unwrap();
-        let fused_loss = (&fused * &upstream).unwrap().sum_all().unwrap();
-        let fused_grads = fused_loss.backward().unwrap();
 
-        let mask_t = Tensor::from_vec(mask, (b, 1, 1, t, big_t), &dev).unwrap();
+        let mask_t = Tensor::from_vec(mask.clone(), (b, 1, 1, t, big_t), &dev).unwrap();
         let scores = q.as_tensor().matmul(&k.as_tensor().t().unwrap()).unwrap();
         let scores = scores
             .reshape((b, kv, rep, t, big_t))
@@ -248,13 +352,16 @@ mod tests {
                 assert!((x - y).abs() < 1e-5 * scale.max(1.0), "{what}: {x} vs {y}");
             }
         };
-        close(&fused, &composed, "output");
-        for (var, what) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
-            close(
-                fused_grads.get(var.as_tensor()).unwrap(),
-                composed_grads.get(var.as_tensor()).unwrap(),
-                what,
-            );
+        for block in [1, 2, 3, BLOCK_POSITIONS] {
+            let (fused, fused_grads) = run(block);
+            close(&fused, &composed, "output");
+            for (var, what) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
+                close(
+                    fused_grads.get(var.as_tensor()).unwrap(),
+                    composed_grads.get(var.as_tensor()).unwrap(),
+                    what,
+                );
+            }
         }
     }
 

@@ -520,10 +520,7 @@ impl Llama {
                 q.contiguous()?.apply_op3(
                     &k.contiguous()?,
                     &v.contiguous()?,
-                    crate::attention::FusedAttention {
-                        mask: mask32.clone(),
-                        t,
-                    },
+                    crate::attention::FusedAttention::new(mask32.clone(), t),
                 )?
             } else {
                 let att = q.matmul(&k.t()?)?;
