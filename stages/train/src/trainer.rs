@@ -239,6 +239,79 @@ pub fn batch_loss(model: &Llama, batch: &Batch, fwd: &mut Fwd<'_>) -> Result<(Te
     model.loss_sum(&hidden, batch.b, batch.t, &batch.labels, fwd)
 }
 
+/// How [`sharded_gradients`] runs the model.
+pub struct Switches {
+    pub skip_frozen_grads: bool,
+    pub fused: bool,
+    /// `[seed, step, micro-batch]` of the dropout streams; `None`: no dropout.
+    pub dropout: Option<[u64; 3]>,
+}
+
+/// The loss sum of `seqs` and the gradients of `vars` for that sum times
+/// `scale`. The sequences are split into shards, one per thread (at most
+/// one per sequence), whose graphs run at the same time and whose gradients
+/// are added in shard order.
+///
+/// One graph at a time left cores idle: candle runs its own element-wise
+/// ops (residual adds, layout copies, the sums of its backward pass) on the
+/// calling thread, a tenth of a SmolLM2 step on 2 cores. With shards, one
+/// shard's serial work overlaps the other's matmuls. The result depends on
+/// the thread count through the shard boundaries, so runs are bit-identical
+/// for a fixed thread count, as before.
+pub fn sharded_gradients(
+    model: &Llama,
+    vars: &[(String, Var)],
+    seqs: &[&Sequence],
+    scale: f64,
+    switches: &Switches,
+) -> Result<(f64, Vec<Vec<f32>>)> {
+    use rayon::prelude::*;
+    let shards = rayon::current_num_threads().clamp(1, seqs.len().max(1));
+    let per_shard = seqs.len().div_ceil(shards).max(1);
+    let parts: Vec<(f64, Vec<Option<Vec<f32>>>)> = seqs
+        .par_chunks(per_shard)
+        .enumerate()
+        .map(|(shard, part)| -> Result<_> {
+            let batch = Batch::new(part, 0);
+            if batch.trained_tokens() == 0 {
+                return Ok((0.0, vec![None; vars.len()]));
+            }
+            let mut rng = switches.dropout.map(|[seed, step, micro]| {
+                Rng::derive(seed, &[TAG_DROPOUT, step, micro, shard as u64])
+            });
+            let mut fwd = Fwd {
+                dropout: rng.as_mut(),
+                skip_frozen_grads: switches.skip_frozen_grads,
+                fused: switches.fused,
+                no_grad: false,
+                decode: false,
+            };
+            let (loss, _) = batch_loss(model, &batch, &mut fwd)?;
+            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let store = loss.affine(scale, 0.0)?.backward()?;
+            let grads = vars
+                .iter()
+                .map(|(_, var)| store.get(var.as_tensor()).map(to_f32_vec).transpose())
+                .collect::<Result<_>>()?;
+            Ok((loss_value, grads))
+        })
+        .collect::<Result<_>>()?;
+    let mut loss = 0.0;
+    let mut grads: Vec<Vec<f32>> = vars
+        .iter()
+        .map(|(_, v)| vec![0.0; v.elem_count()])
+        .collect();
+    for (part_loss, part_grads) in parts {
+        loss += part_loss;
+        for (acc, g) in grads.iter_mut().zip(part_grads) {
+            for (a, x) in acc.iter_mut().zip(g.iter().flatten()) {
+                *a += x;
+            }
+        }
+    }
+    Ok((loss, grads))
+}
+
 fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -320,36 +393,28 @@ pub fn train(
         }
         let t0 = Instant::now();
         let micro = plan.micro_batches(step);
-        let batches: Vec<Batch> = micro
+        let micro: Vec<Vec<&Sequence>> = micro
             .iter()
-            .map(|idx| Batch::new(&idx.iter().map(|i| &seqs[*i]).collect::<Vec<_>>(), 0))
+            .map(|idx| idx.iter().map(|i| &seqs[*i]).collect())
             .collect();
-        let step_trained: usize = batches.iter().map(|b| b.trained_tokens()).sum();
-        let step_tokens: usize = batches.iter().map(|b| b.real_tokens()).sum();
+        let trained = |part: &[&Sequence]| Batch::new(part, 0).trained_tokens();
+        let step_trained: usize = micro.iter().map(|m| trained(m)).sum();
+        let step_tokens: usize = micro.iter().map(|m| Batch::new(m, 0).real_tokens()).sum();
         let mut grads: Vec<Vec<f32>> = sizes.iter().map(|n| vec![0.0; *n]).collect();
         let mut loss_sum = 0.0;
-        for (mi, batch) in batches.iter().enumerate() {
-            if batch.trained_tokens() == 0 {
-                continue;
-            }
-            let mut rng = Rng::derive(opts.seed, &[TAG_DROPOUT, step, mi as u64]);
-            let mut fwd = Fwd {
-                dropout: Some(&mut rng),
+        for (mi, part) in micro.iter().enumerate() {
+            let switches = Switches {
                 skip_frozen_grads: opts.skip_frozen_grads,
                 fused: opts.fused,
-                no_grad: false,
-                decode: false,
+                dropout: Some([opts.seed, step, mi as u64]),
             };
-            let (loss, _) = batch_loss(&model, batch, &mut fwd)?;
-            loss_sum += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             // Per trained token of the whole accumulated step, as if it were one batch.
-            let scaled = loss.affine(1.0 / step_trained as f64, 0.0)?;
-            let store = scaled.backward()?;
-            for (i, (_, var)) in vars.iter().enumerate() {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    for (acc, x) in grads[i].iter_mut().zip(to_f32_vec(g)?) {
-                        *acc += x;
-                    }
+            let scale = 1.0 / step_trained.max(1) as f64;
+            let (loss, g) = sharded_gradients(&model, &vars, part, scale, &switches)?;
+            loss_sum += loss;
+            for (acc, g) in grads.iter_mut().zip(g) {
+                for (a, x) in acc.iter_mut().zip(g) {
+                    *a += x;
                 }
             }
         }

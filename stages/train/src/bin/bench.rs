@@ -11,13 +11,11 @@
 
 use std::time::Instant;
 
-use candle_core::DType;
 use pipe_train::data::Batch;
-use pipe_train::llama::Fwd;
 use pipe_train::lora::{self, LoraSpec};
 use pipe_train::optim::AdamW;
 use pipe_train::rng::Rng;
-use pipe_train::trainer::batch_loss;
+use pipe_train::trainer::{Switches, sharded_gradients};
 
 fn main() {
     let mut gguf = std::env::var("SMOLLM2_GGUF").unwrap_or_else(|_| {
@@ -103,35 +101,18 @@ fn main() {
                 pipe_train::data::Sequence::single(ids, labels)
             })
             .collect();
-        let refs: Vec<_> = seqs.iter().collect();
-        let b = Batch::new(&refs, 0);
-        let n = b.trained_tokens();
-        let ts = Instant::now();
-        let mut fwd = Fwd {
-            dropout: None,
+        let refs: Vec<&pipe_train::data::Sequence> = seqs.iter().collect();
+        let n = Batch::new(&refs, 0).trained_tokens();
+        let switches = Switches {
             skip_frozen_grads: !plain,
             fused: !unfused,
-            no_grad: false,
-            decode: false,
+            dropout: None,
         };
-        let (loss, _) = batch_loss(&model, &b, &mut fwd).expect("forward");
-        let loss = loss.affine(1.0 / n as f64, 0.0).unwrap();
-        let t_fwd = ts.elapsed().as_secs_f64();
-        let grads = loss.backward().expect("backward");
-        let t_bwd = ts.elapsed().as_secs_f64() - t_fwd;
-        let g: Vec<Vec<f32>> = vars
-            .iter()
-            .map(|(_, v)| {
-                grads
-                    .get(v.as_tensor())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap()
-            })
-            .collect();
-        drop(grads);
+        let ts = Instant::now();
+        let (loss_sum, g) =
+            sharded_gradients(&model, &vars, &refs, 1.0 / n as f64, &switches).expect("step");
+        let loss_v = loss_sum / n as f64;
+        let t_grads = ts.elapsed().as_secs_f64();
         opt.update(&mut params, &g, 2e-4, step as u64 + 1);
         for ((_, var), p) in vars.iter().zip(&params) {
             var.set(
@@ -141,13 +122,8 @@ fn main() {
             .unwrap();
         }
         let total = ts.elapsed().as_secs_f64();
-        let loss_v = loss
-            .to_dtype(DType::F32)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
         println!(
-            "step {step}{}: loss {loss_v:.4}, forward {t_fwd:.2} s, backward {t_bwd:.2} s, total {total:.2} s, {:.1} tok/s, peak RSS {:.2} GiB",
+            "step {step}{}: loss {loss_v:.4}, forward + backward {t_grads:.2} s, total {total:.2} s, {:.1} tok/s, peak RSS {:.2} GiB",
             if step < warmup { " (warm-up)" } else { "" },
             (batch * seq) as f64 / total,
             pipe_train::peak_rss_gib()
