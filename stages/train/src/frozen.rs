@@ -94,66 +94,33 @@ pub(crate) fn matmul_acc(
     gemm_into(dst, a, b, dims, Some(scale), parallelism)
 }
 
-/// `op(a) · op(b)` as a new `[m, n]` buffer, not zeroed before gemm fills
-/// it: at a few MB per projection, the zeroing was a serial pass of its own.
+/// `op(a) · op(b)` as a new `[m, n]` buffer.
+///
+/// The buffer is zeroed first although gemm overwrites it: handing gemm
+/// uninitialized memory (tried, to save the memset) made resumed training
+/// runs differ in the last bits from uninterrupted ones, so some gemm path
+/// reads the destination it was told not to.
 pub(crate) fn matmul_new(
     a: (&[f32], bool),
     b: (&[f32], bool),
     dims: (usize, usize, usize),
     parallelism: gemm::Parallelism,
 ) -> Vec<f32> {
-    let (m, n, k) = dims;
-    if k == 0 {
-        return vec![0f32; m * n];
-    }
-    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
-    // SAFETY: with k > 0 and no accumulation, gemm writes every one of the
-    // m·n elements and reads none of them, so all are initialized after it.
-    unsafe {
-        gemm_raw(dst.as_mut_ptr(), m * n, a, b, dims, None, parallelism);
-        dst.set_len(m * n);
-    }
+    let mut dst = vec![0f32; dims.0 * dims.1];
+    gemm_into(&mut dst, a, b, dims, None, parallelism);
     dst
 }
 
 /// `dst = op(a) op(b)`, or `dst += scale · op(a) op(b)` with `accumulate`.
 fn gemm_into(
     dst: &mut [f32],
-    a: (&[f32], bool),
-    b: (&[f32], bool),
-    dims: (usize, usize, usize),
-    accumulate: Option<f32>,
-    parallelism: gemm::Parallelism,
-) {
-    // SAFETY: `dst` is a unique borrow of initialized memory of its length.
-    unsafe {
-        gemm_raw(
-            dst.as_mut_ptr(),
-            dst.len(),
-            a,
-            b,
-            dims,
-            accumulate,
-            parallelism,
-        )
-    }
-}
-
-/// [`gemm_into`] on `dst_len` floats at `dst`.
-///
-/// # Safety
-/// `dst` must be valid for writes of `dst_len` floats (and for reads with
-/// `accumulate`) and alias neither input.
-unsafe fn gemm_raw(
-    dst: *mut f32,
-    dst_len: usize,
     (a, a_t): (&[f32], bool),
     (b, b_t): (&[f32], bool),
     (m, n, k): (usize, usize, usize),
     accumulate: Option<f32>,
     parallelism: gemm::Parallelism,
 ) {
-    assert!(dst_len == m * n && a.len() == m * k && b.len() == k * n);
+    assert!(dst.len() == m * n && a.len() == m * k && b.len() == k * n);
     let (a_rs, a_cs) = if a_t {
         (1, m as isize)
     } else {
@@ -170,13 +137,13 @@ unsafe fn gemm_raw(
         None => (false, 1.0),
     };
     // SAFETY: the assert bounds every index these sizes and strides reach;
-    // the caller vouches for `dst`.
+    // `dst` is a unique borrow, so it aliases neither input.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst,
+            dst.as_mut_ptr(),
             1,
             n as isize,
             read_dst,

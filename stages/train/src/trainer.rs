@@ -247,17 +247,21 @@ pub struct Switches {
     pub dropout: Option<[u64; 3]>,
 }
 
+/// Shards per micro-batch in [`sharded_gradients`]. A constant, not the
+/// thread count, so that the shard boundaries (and with them the last bits
+/// of the gradients) do not depend on the machine or on `threads:`.
+pub const SHARDS: usize = 2;
+
 /// The loss sum of `seqs` and the gradients of `vars` for that sum times
-/// `scale`. The sequences are split into shards, one per thread (at most
-/// one per sequence), whose graphs run at the same time and whose gradients
-/// are added in shard order.
+/// `scale`. The sequences are split into [`SHARDS`] shards (at most one per
+/// sequence) whose graphs run at the same time and whose gradients are
+/// added in shard order.
 ///
 /// One graph at a time left cores idle: candle runs its own element-wise
 /// ops (residual adds, layout copies, the sums of its backward pass) on the
-/// calling thread, a tenth of a SmolLM2 step on 2 cores. With shards, one
-/// shard's serial work overlaps the other's matmuls. The result depends on
-/// the thread count through the shard boundaries, so runs are bit-identical
-/// for a fixed thread count, as before.
+/// calling thread, a tenth of a SmolLM2 step on 2 cores. With two shards,
+/// one shard's serial work overlaps the other's matmuls; the matmuls inside
+/// each still use every thread.
 pub fn sharded_gradients(
     model: &Llama,
     vars: &[(String, Var)],
@@ -266,7 +270,7 @@ pub fn sharded_gradients(
     switches: &Switches,
 ) -> Result<(f64, Vec<Vec<f32>>)> {
     use rayon::prelude::*;
-    let shards = rayon::current_num_threads().clamp(1, seqs.len().max(1));
+    let shards = SHARDS.clamp(1, seqs.len().max(1));
     let per_shard = seqs.len().div_ceil(shards).max(1);
     let parts: Vec<(f64, Vec<Option<Vec<f32>>>)> = seqs
         .par_chunks(per_shard)
