@@ -18,7 +18,8 @@ use serde_json::{Map, Value};
 use crate::DataError;
 use crate::lines::LineBlocks;
 
-pub const INGEST_CODE_VERSION: u32 = 1;
+/// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
+pub const INGEST_CODE_VERSION: u32 = 2;
 
 /// One path or glob, or a list of them.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
