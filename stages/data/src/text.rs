@@ -297,38 +297,42 @@ impl<'a> WordGrams<'a> {
     const MAX_N: usize = 16;
 
     pub fn new(text: &'a str) -> Self {
-        // room for the words of typical text (one per 4 bytes or more), so
-        // collecting does not grow the vector step by step from 4
-        let mut list = Vec::with_capacity(text.len() / 4 + 8);
-        list.extend(words(text));
-        let words = list;
-        let mut chars = Vec::with_capacity(words.len() + 1);
-        let mut prefix = Vec::with_capacity(words.len() + 1);
-        let (mut c, mut h) = (0usize, 0u64);
-        chars.push(c);
-        prefix.push(h);
-        for w in &words {
-            c += if w.is_ascii() {
-                w.len()
-            } else {
-                w.chars().count()
-            };
-            h = h
-                .wrapping_mul(GRAM_BASE)
-                .wrapping_add(xxhash_rust::xxh3::xxh3_64(w.as_bytes()));
-            chars.push(c);
-            prefix.push(h);
-        }
         let mut powers = [1u64; Self::MAX_N + 1];
         for i in 1..powers.len() {
             powers[i] = powers[i - 1].wrapping_mul(GRAM_BASE);
         }
-        Self {
-            words,
-            chars,
-            prefix,
+        // room for the words of typical text (one per 4 bytes or more), so
+        // the vectors do not grow step by step from 4
+        let room = text.len() / 4 + 8;
+        let mut grams = Self {
+            words: Vec::with_capacity(room),
+            chars: Vec::with_capacity(room + 1),
+            prefix: Vec::with_capacity(room + 1),
             powers,
+        };
+        grams.chars.push(0);
+        grams.prefix.push(0);
+        if text.is_ascii() {
+            ascii_word_spans(text.as_bytes(), |start, end| {
+                grams.push(&text[start..end], end - start)
+            });
+        } else {
+            for w in words(text) {
+                grams.push(w, w.chars().count());
+            }
         }
+        grams
+    }
+
+    /// Add the next word, of `chars` characters.
+    fn push(&mut self, word: &'a str, chars: usize) {
+        let (c, h) = (self.chars[self.words.len()], self.prefix[self.words.len()]);
+        self.words.push(word);
+        self.chars.push(c + chars);
+        self.prefix.push(
+            h.wrapping_mul(GRAM_BASE)
+                .wrapping_add(xxhash_rust::xxh3::xxh3_64(word.as_bytes())),
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -357,6 +361,47 @@ impl<'a> WordGrams<'a> {
     /// Whether the n-grams at `i` and `j` have the same words.
     pub fn same(&self, i: usize, j: usize, n: usize) -> bool {
         self.words[i..i + n] == self.words[j..j + n]
+    }
+}
+
+/// The [`words`] of ASCII text as byte ranges, found 64 bytes at a time: a
+/// mask of each block's word bytes, whose edges (bits that differ from the bit
+/// before) are where words start and end. The loop runs once per word, not
+/// once per byte with a mispredicted branch at every word boundary as in
+/// [`words`].
+fn ascii_word_spans(bytes: &[u8], mut each: impl FnMut(usize, usize)) {
+    // where the word running on from the last block started
+    let mut open: Option<usize> = None;
+    for (i, chunk) in bytes.chunks(64).enumerate() {
+        // a short last block is padded with separators
+        let mut block = [0u8; 64];
+        block[..chunk.len()].copy_from_slice(chunk);
+        // one 0/1 byte per byte (this vectorizes), then each 8 of them
+        // gathered into 8 bits by one multiplication: byte i of `x` lands on
+        // bit 56 + i of the product, and no two bytes' bits meet
+        let mut flags = [0u8; 64];
+        for (f, &b) in flags.iter_mut().zip(&block) {
+            *f = u8::from(ascii_word_byte(b));
+        }
+        let mask = flags
+            .chunks_exact(8)
+            .enumerate()
+            .fold(0u64, |m, (k, eight)| {
+                let x = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
+                m | ((x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k))
+            });
+        let mut edges = mask ^ ((mask << 1) | u64::from(open.is_some()));
+        while edges != 0 {
+            let at = i * 64 + edges.trailing_zeros() as usize;
+            edges &= edges - 1;
+            match open.take() {
+                None => open = Some(at),
+                Some(start) => each(start, at),
+            }
+        }
+    }
+    if let Some(start) = open {
+        each(start, bytes.len());
     }
 }
 
@@ -491,6 +536,29 @@ mod tests {
             normalize_ascii(t.as_bytes(), strip, &mut fast);
             normalize_chars(t.chars(), strip, &mut general);
             assert_eq!(fast, general, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_word_spans_match_words() {
+        // separators and word bytes, words across and along 64-byte blocks
+        let alphabet = [" ", "a", "Z", "9", "_", "'", ".", "-", "\n", "\x7f"];
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        for case in 0..3000 {
+            let len = [0, 1, 63, 64, 65, 127, 128, 129, 200][case % 9] + case % 3;
+            // long runs of one kind: words longer than a block
+            let run = 1 + case % 70;
+            let mut t = String::new();
+            while t.len() < len {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let piece = alphabet[(s % alphabet.len() as u64) as usize];
+                t.push_str(&piece.repeat(run.min(len - t.len())));
+            }
+            let mut spans = Vec::new();
+            ascii_word_spans(t.as_bytes(), |a, b| spans.push(&t[a..b]));
+            assert_eq!(spans, words(&t).collect::<Vec<_>>(), "{t:?}");
         }
     }
 
