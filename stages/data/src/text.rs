@@ -177,6 +177,12 @@ static ASCII_NORM: [(u8, u8); 128] = {
 /// branchy loop this replaces spent ~15 cycles a byte on mispredicted spaces.
 fn normalize_ascii(text: &[u8], strip_punctuation: bool, out: &mut Vec<u8>) {
     let start = out.len();
+    if !strip_punctuation && single_spaced(text) {
+        // only the case is left to change, which vectorizes
+        out.extend_from_slice(text);
+        out[start..].make_ascii_lowercase();
+        return;
+    }
     out.resize(start + text.len(), 0);
     let buf = &mut out[start..];
     let drop_punct = if strip_punctuation { ASCII_PUNCT } else { 0 };
@@ -197,6 +203,25 @@ fn normalize_ascii(text: &[u8], strip_punctuation: bool, out: &mut Vec<u8>) {
         len -= 1;
     }
     out.truncate(start + len);
+}
+
+/// Whether the whitespace of ASCII `text` is already as [`normalize`] leaves
+/// it: single spaces between words, none at either end, no other whitespace
+/// byte. Checked over pairs of neighbouring bytes, without early exit, so it
+/// vectorizes; most keys pass and skip the byte-by-byte loop.
+fn single_spaced(text: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (text.first(), text.last()) else {
+        return true;
+    };
+    // whitespace other than the space: \t \n \x0b \x0c \r
+    let other_space = |b: u8| b.wrapping_sub(b'\t') < 5;
+    let odd = text[1..]
+        .iter()
+        .zip(text)
+        .fold(false, |odd, (&b, &before)| {
+            odd | other_space(b) | (b == b' ' && before == b' ')
+        });
+    !odd && !other_space(first) && first != b' ' && last != b' '
 }
 
 /// Punctuation or symbol (ASCII and the common CJK/Unicode ranges).
@@ -511,6 +536,10 @@ mod tests {
                 "",
                 " \n ",
                 "Mixed CASE   spacing...",
+                "Already Single Spaced.",
+                "x",
+                " leading",
+                "trailing ",
             ] {
                 let (mut fast, mut general) = (Vec::new(), Vec::new());
                 normalize_ascii(t.as_bytes(), strip, &mut fast);
@@ -518,8 +547,15 @@ mod tests {
                 assert_eq!(fast, general, "{t:?}");
             }
         }
-        // random ASCII over every class, appended after earlier text as dedup keys are
-        let alphabet = b" \t\n\x0b\x0c\r aZ9._-!~\x00\x1f\x7fQq";
+        // the fast path is taken where it should be, and only there
+        assert!(single_spaced(b"Already Single Spaced.") && single_spaced(b"x"));
+        for t in [&b" a"[..], b"a ", b"a  b", b"a\nb", b"a\tb", b"\r"] {
+            assert!(!single_spaced(t), "{t:?}");
+        }
+        // random ASCII over every class, appended after earlier text as dedup
+        // keys are; a third of it over letters and spaces only, which is
+        // often already single-spaced
+        let alphabet = b"aZ9 Qq.\t\n\x0b\x0c\r _-!~\x00\x1f\x7f";
         let mut s = 0x9E37_79B9_7F4A_7C15u64;
         for case in 0..5000 {
             let len = case % 23;
@@ -528,7 +564,8 @@ mod tests {
                     s ^= s << 13;
                     s ^= s >> 7;
                     s ^= s << 17;
-                    alphabet[(s % alphabet.len() as u64) as usize] as char
+                    let k = if case % 3 == 0 { 6 } else { alphabet.len() };
+                    alphabet[(s % k as u64) as usize] as char
                 })
                 .collect();
             let strip = case % 2 == 0;
