@@ -174,7 +174,10 @@ pub fn write_rows(path: &Path, rows: &[Row]) -> Result<(), RowsError> {
 /// Read a table written by [`write_rows`] (or [`write_rendered`]: extra columns are ignored).
 pub fn read_rows(path: &Path) -> Result<Vec<Row>, RowsError> {
     let mut rows = Vec::new();
-    for_each_group(path, |df| {
+    for_each_group(path, |df, total| {
+        // room for the whole table at once: a vector doubling as groups come
+        // held its old and new buffers together, a table's row structs again
+        rows.reserve_exact(total.saturating_sub(rows.len()));
         rows.extend(rows_from_frame(path, df)?);
         Ok(())
     })?;
@@ -203,7 +206,8 @@ pub fn write_rendered(path: &Path, rows: &[RenderedRow]) -> Result<(), RowsError
 /// Read a table written by [`write_rendered`].
 pub fn read_rendered(path: &Path) -> Result<Vec<RenderedRow>, RowsError> {
     let mut out = Vec::new();
-    for_each_group(path, |df| {
+    for_each_group(path, |df, total| {
+        out.reserve_exact(total.saturating_sub(out.len()));
         let rows = rows_from_frame(path, df)?;
         let rendered = read_str(path, df, "rendered")?;
         let prompt = read_str(path, df, "prompt")?;
@@ -337,11 +341,12 @@ fn write_table(
 
 /// Call `each` with the row groups of the table at `path` as frames, in
 /// order, one group per thread at a time (polars decodes those in parallel),
-/// so the whole table's Arrow data is never held. A table without row groups
-/// is read whole (no rows, but its columns are still checked).
+/// so the whole table's Arrow data is never held, and with the number of rows
+/// in the whole table. A table without row groups is read whole (no rows, but
+/// its columns are still checked).
 fn for_each_group(
     path: &Path,
-    mut each: impl FnMut(&DataFrame) -> Result<(), RowsError>,
+    mut each: impl FnMut(&DataFrame, usize) -> Result<(), RowsError>,
 ) -> Result<(), RowsError> {
     let open = || {
         File::open(path).map_err(|source| RowsError::Io {
@@ -352,7 +357,7 @@ fn for_each_group(
     let mut reader = ParquetReader::new(open()?);
     let metadata = reader.get_metadata().map_err(polars_err(path))?.clone();
     if metadata.row_groups.is_empty() {
-        return each(&reader.finish().map_err(polars_err(path))?);
+        return each(&reader.finish().map_err(polars_err(path))?, 0);
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut offset = 0;
@@ -360,7 +365,10 @@ fn for_each_group(
         let rows = groups.iter().map(|g| g.num_rows()).sum();
         let mut reader = ParquetReader::new(open()?).with_slice(Some((offset, rows)));
         reader.set_metadata(metadata.clone());
-        each(&reader.finish().map_err(polars_err(path))?)?;
+        each(
+            &reader.finish().map_err(polars_err(path))?,
+            metadata.num_rows,
+        )?;
         offset += rows;
     }
     Ok(())
