@@ -101,14 +101,6 @@ pub fn normalize(text: &str, strip_punctuation: bool) -> String {
     String::from_utf8(out).expect("normalized text is UTF-8")
 }
 
-/// [`normalize`] into `out` (replacing its text), for callers that reuse one buffer.
-pub fn normalize_into(text: &str, strip_punctuation: bool, out: &mut String) {
-    let mut bytes = std::mem::take(out).into_bytes();
-    bytes.clear();
-    normalize_append(text, strip_punctuation, &mut bytes);
-    *out = String::from_utf8(bytes).expect("normalized text is UTF-8");
-}
-
 /// [`normalize`], appended to `out` as UTF-8 bytes (for keys built of several fields).
 pub fn normalize_append(text: &str, strip_punctuation: bool, out: &mut Vec<u8>) {
     if text.is_ascii() {
