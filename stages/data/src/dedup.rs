@@ -158,20 +158,20 @@ impl DedupParams {
         }
     }
 
-    /// `hash` of the normalized key, built in a buffer each thread reuses.
-    fn hash_key<H>(&self, row: &Row, hash: impl FnOnce(&[u8]) -> H) -> H {
+    /// `f` of the normalized key, built in a buffer each thread reuses.
+    fn with_key<T>(&self, row: &Row, f: impl FnOnce(&[u8]) -> T) -> T {
         thread_local! {
             static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         KEY.with_borrow_mut(|key| {
             self.key_bytes(row, key);
-            hash(key)
+            f(key)
         })
     }
 
     /// 128-bit BLAKE3 hash of the normalized key (split derives a row's place from it).
     pub fn exact_key(&self, row: &Row) -> [u8; 16] {
-        self.hash_key(row, |key| {
+        self.with_key(row, |key| {
             let mut out = [0u8; 16];
             out.copy_from_slice(&blake3::hash(key).as_bytes()[..16]);
             out
@@ -182,7 +182,7 @@ impl DedupParams {
     fn same_key(&self, a: &Row, b: &Row) -> bool {
         let mut key_a = Vec::new();
         self.key_bytes(a, &mut key_a);
-        self.hash_key(b, |key_b| key_a == key_b)
+        self.with_key(b, |key_b| key_a == key_b)
     }
 }
 
@@ -207,7 +207,7 @@ fn first_matches_with(
     hash: fn(&[u8]) -> u128,
 ) -> Vec<Option<u32>> {
     let keys =
-        |rows: &[Row]| -> Vec<u128> { rows.par_iter().map(|r| params.hash_key(r, hash)).collect() };
+        |rows: &[Row]| -> Vec<u128> { rows.par_iter().map(|r| params.with_key(r, hash)).collect() };
     let base_keys = keys(base);
     let mut first: PrehashedMap<u128, u32> = prehashed_map(base_keys.len());
     for (i, k) in base_keys.iter().enumerate() {
