@@ -6,8 +6,10 @@
 //! one layout without depending on each other.
 //!
 //! Files are written deterministically: the same rows give the same bytes (no
-//! timestamps, fixed compression and row-group size, single-threaded encoding
-//! order), which the engine's caching and `pipe reproduce` rely on.
+//! timestamps, fixed compression and row-group size, row groups written in
+//! order whatever thread compressed them), which the engine's caching and
+//! `pipe reproduce` rely on. A table is built, compressed and written row group
+//! by row group, so the Arrow copy of the rows never exceeds a few groups.
 //!
 //! Layout of `rows.parquet` (one record per row, in table order):
 //!
@@ -36,12 +38,18 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use polars_arrow::array::{Array, ListArray, PrimitiveArray, StructArray, Utf8ViewArray};
 use polars_arrow::datatypes::{ArrowDataType, Field as ArrowField};
 use polars_arrow::offset::OffsetsBuffer;
+use polars_parquet::write::{
+    CompressedPage, Compressor, Encoding, ParquetType, StatisticsOptions, Version, WriteOptions,
+    array_to_columns,
+};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Polars' physical list type: 64-bit offsets.
@@ -158,14 +166,18 @@ fn schema_err(path: &Path, column: &str, message: impl Into<String>) -> RowsErro
 
 /// Write `rows` to `path` (usually `<output>/rows.parquet`), replacing it.
 pub fn write_rows(path: &Path, rows: &[Row]) -> Result<(), RowsError> {
-    let columns = row_columns(rows.iter()).map_err(polars_err(path))?;
-    write_frame(path, rows.len(), columns)
+    write_table(path, rows.len(), ROW_GROUP_SIZE, |range| {
+        row_columns(rows[range].iter())
+    })
 }
 
 /// Read a table written by [`write_rows`] (or [`write_rendered`]: extra columns are ignored).
 pub fn read_rows(path: &Path) -> Result<Vec<Row>, RowsError> {
     let mut rows = Vec::new();
-    for_each_group(path, |df| {
+    for_each_group(path, |df, total| {
+        // room for the whole table at once: a vector doubling as groups come
+        // held its old and new buffers together, a table's row structs again
+        rows.reserve_exact(total.saturating_sub(rows.len()));
         rows.extend(rows_from_frame(path, df)?);
         Ok(())
     })?;
@@ -174,7 +186,8 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, RowsError> {
 
 /// Write rendered rows to `path` (usually `<output>/rendered.parquet`), replacing it.
 pub fn write_rendered(path: &Path, rows: &[RenderedRow]) -> Result<(), RowsError> {
-    let inner = || -> PolarsResult<Vec<Column>> {
+    write_table(path, rows.len(), ROW_GROUP_SIZE, |range| {
+        let rows = &rows[range];
         let mut columns = row_columns(rows.iter().map(|r| &r.row))?;
         columns.push(str_column(
             "rendered",
@@ -187,15 +200,14 @@ pub fn write_rendered(path: &Path, rows: &[RenderedRow]) -> Result<(), RowsError
             rows.iter().map(|r| r.reference.as_str()),
         ));
         Ok(columns)
-    };
-    let columns = inner().map_err(polars_err(path))?;
-    write_frame(path, rows.len(), columns)
+    })
 }
 
 /// Read a table written by [`write_rendered`].
 pub fn read_rendered(path: &Path) -> Result<Vec<RenderedRow>, RowsError> {
     let mut out = Vec::new();
-    for_each_group(path, |df| {
+    for_each_group(path, |df, total| {
+        out.reserve_exact(total.saturating_sub(out.len()));
         let rows = rows_from_frame(path, df)?;
         let rendered = read_str(path, df, "rendered")?;
         let prompt = read_str(path, df, "prompt")?;
@@ -222,20 +234,105 @@ pub fn read_rendered(path: &Path) -> Result<Vec<RenderedRow>, RowsError> {
     Ok(out)
 }
 
-fn write_frame(path: &Path, height: usize, columns: Vec<Column>) -> Result<(), RowsError> {
-    let mut df = DataFrame::new(height, columns).map_err(polars_err(path))?;
+/// The row groups of a table of `height` rows, cut where polars'
+/// `ParquetWriter::finish` cuts a one-chunk frame (`chunk_df_for_writing`):
+/// under `size` rows one group, else `height / size` groups of equal size with
+/// the remainder in the last one (the cuts tables had when they were written
+/// as one frame).
+fn row_groups(height: usize, size: usize) -> Vec<Range<usize>> {
+    if height == 0 {
+        return Vec::new();
+    }
+    let n = (height / size).max(1);
+    let each = height / n;
+    (0..n)
+        .map(|i| i * each..if i + 1 == n { height } else { (i + 1) * each })
+        .collect()
+}
+
+/// Compression of every table (zstd at its default level).
+const COMPRESSION: ParquetCompression = ParquetCompression::Zstd(None);
+
+/// The writer every table is written with.
+fn parquet_writer<W: Write>(out: W, group_size: usize) -> ParquetWriter<W> {
+    ParquetWriter::new(out)
+        .with_compression(COMPRESSION)
+        .with_row_group_size(Some(group_size))
+        .set_parallel(false)
+}
+
+/// One row group's columns, encoded and compressed page by page as polars'
+/// writer does it for [`parquet_writer`]'s options (its `create_eager_serializer`:
+/// default statistics, format version 1, default page size), but with the
+/// pages owned, so that any thread can make them and the file writer only
+/// copies them out in order.
+fn compress_group(
+    df: &DataFrame,
+    fields: &[ParquetType],
+    encodings: &[Vec<Encoding>],
+) -> PolarsResult<Vec<Vec<CompressedPage>>> {
+    let options = WriteOptions {
+        statistics: StatisticsOptions::default(),
+        version: Version::V1,
+        compression: COMPRESSION.into(),
+        data_page_size: None,
+    };
+    let mut out = Vec::new();
+    for batch in df.iter_chunks(CompatLevel::newest(), false) {
+        for ((array, field), encoding) in batch.columns().iter().zip(fields).zip(encodings) {
+            for leaf in array_to_columns(array, field.clone(), options, encoding)? {
+                let pages = leaf.collect::<PolarsResult<Vec<_>>>()?;
+                let compressed =
+                    Compressor::new(pages.into_iter().map(Ok), options.compression, vec![])
+                        .collect::<Result<Vec<_>, _>>()?;
+                out.push(compressed);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Write a table of `height` rows whose columns for a range of rows are
+/// `columns_of(range)`. Row groups are built (Arrow arrays of their rows only)
+/// and compressed as many at a time as the pool has threads, then written in
+/// order, so the bytes do not depend on the thread count and only those
+/// groups' copies of the rows are held, not the table's.
+///
+/// Pages hold ~1 MiB of their group's values. (Writing the whole frame at
+/// once, as before, sized the pages of the `messages` column by the whole
+/// table's text, since a group's slice of a list column still points at all
+/// of it: a table of 1M rows got ~15x as many pages, each ~70 KiB.)
+fn write_table(
+    path: &Path,
+    height: usize,
+    group_size: usize,
+    columns_of: impl Fn(Range<usize>) -> PolarsResult<Vec<Column>> + Sync,
+) -> Result<(), RowsError> {
+    let frame = |range: Range<usize>| DataFrame::new(range.len(), columns_of(range)?);
     let file = File::create(path).map_err(|source| RowsError::Io {
         path: path.to_owned(),
         source,
     })?;
     let mut out = BufWriter::new(file);
-    ParquetWriter::new(&mut out)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_row_group_size(Some(ROW_GROUP_SIZE))
-        // Row groups are encoded in order either way; keep it simple and predictable.
-        .set_parallel(false)
-        .finish(&mut df)
-        .map_err(polars_err(path))?;
+    let inner = |out: &mut BufWriter<File>| -> PolarsResult<()> {
+        let schema = frame(0..0)?.schema().clone();
+        let mut writer = parquet_writer(out, group_size).batched(&schema)?;
+        let fields = writer.parquet_schema().fields().to_vec();
+        let encodings = get_encodings(&schema.to_arrow(CompatLevel::newest()));
+        let groups = row_groups(height, group_size);
+        for batch in groups.chunks(rayon::current_num_threads().max(1)) {
+            let compressed = batch
+                .par_iter()
+                .map(|range| compress_group(&frame(range.clone())?, &fields, &encodings))
+                .collect::<PolarsResult<Vec<_>>>()?;
+            for (range, columns) in batch.iter().zip(compressed) {
+                writer.write_row_group(range.len() as u64, &columns)?;
+            }
+        }
+        writer.finish()?;
+        Ok(())
+    };
+    inner(&mut out).map_err(polars_err(path))?;
     out.flush().map_err(|source| RowsError::Io {
         path: path.to_owned(),
         source,
@@ -244,11 +341,12 @@ fn write_frame(path: &Path, height: usize, columns: Vec<Column>) -> Result<(), R
 
 /// Call `each` with the row groups of the table at `path` as frames, in
 /// order, one group per thread at a time (polars decodes those in parallel),
-/// so the whole table's Arrow data is never held. A table without row groups
-/// is read whole (no rows, but its columns are still checked).
+/// so the whole table's Arrow data is never held, and with the number of rows
+/// in the whole table. A table without row groups is read whole (no rows, but
+/// its columns are still checked).
 fn for_each_group(
     path: &Path,
-    mut each: impl FnMut(&DataFrame) -> Result<(), RowsError>,
+    mut each: impl FnMut(&DataFrame, usize) -> Result<(), RowsError>,
 ) -> Result<(), RowsError> {
     let open = || {
         File::open(path).map_err(|source| RowsError::Io {
@@ -259,7 +357,7 @@ fn for_each_group(
     let mut reader = ParquetReader::new(open()?);
     let metadata = reader.get_metadata().map_err(polars_err(path))?.clone();
     if metadata.row_groups.is_empty() {
-        return each(&reader.finish().map_err(polars_err(path))?);
+        return each(&reader.finish().map_err(polars_err(path))?, 0);
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut offset = 0;
@@ -267,7 +365,10 @@ fn for_each_group(
         let rows = groups.iter().map(|g| g.num_rows()).sum();
         let mut reader = ParquetReader::new(open()?).with_slice(Some((offset, rows)));
         reader.set_metadata(metadata.clone());
-        each(&reader.finish().map_err(polars_err(path))?)?;
+        each(
+            &reader.finish().map_err(polars_err(path))?,
+            metadata.num_rows,
+        )?;
         offset += rows;
     }
     Ok(())
@@ -570,6 +671,106 @@ mod tests {
         write_rows(&b, &rows).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         assert_eq!(read_rows(&a).unwrap(), rows);
+    }
+
+    #[test]
+    fn row_groups_cut_where_polars_cuts() {
+        let lengths = |height: usize| -> Vec<usize> {
+            let groups = row_groups(height, 4);
+            // contiguous, from the first row to the last
+            let mut end = 0;
+            for g in &groups {
+                assert_eq!(g.start, end);
+                end = g.end;
+            }
+            assert_eq!(end, height);
+            groups.iter().map(|g| g.len()).collect()
+        };
+        assert_eq!(lengths(0), Vec::<usize>::new());
+        assert_eq!(lengths(3), [3]);
+        assert_eq!(lengths(7), [7]);
+        assert_eq!(lengths(8), [4, 4]);
+        assert_eq!(lengths(11), [5, 6]);
+        assert_eq!(lengths(14), [4, 4, 6]);
+    }
+
+    #[test]
+    fn group_by_group_writes_polars_pages_and_groups() {
+        // tables of one page per column chunk: what polars writes for the
+        // whole frame, so the pages are encoded and compressed as polars does
+        let dir = tempfile::tempdir().unwrap();
+        let rendered = rendered_sample();
+        for height in [0, 1, 3, 7, 8, 11, 14, 29] {
+            for group_size in [1, 2, 4, 64] {
+                let rows: Vec<RenderedRow> =
+                    rendered.iter().cloned().cycle().take(height).collect();
+                let columns_of = |range: Range<usize>| -> PolarsResult<Vec<Column>> {
+                    let rows = &rows[range];
+                    let mut columns = row_columns(rows.iter().map(|r| &r.row))?;
+                    columns.push(spans_column(rows)?);
+                    Ok(columns)
+                };
+                let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+                write_table(&a, height, group_size, columns_of).unwrap();
+                let mut df = DataFrame::new(height, columns_of(0..height).unwrap()).unwrap();
+                let mut file = File::create(&b).unwrap();
+                parquet_writer(&mut file, group_size)
+                    .finish(&mut df)
+                    .unwrap();
+                assert_eq!(
+                    std::fs::read(&a).unwrap(),
+                    std::fs::read(&b).unwrap(),
+                    "{height} rows in groups of {group_size}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_do_not_depend_on_the_thread_count() {
+        let dir = tempfile::tempdir().unwrap();
+        // several groups, several pages each
+        let rows: Vec<Row> = sample()
+            .into_iter()
+            .cycle()
+            .take(3 * ROW_GROUP_SIZE + 11)
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.source_row = i as u64;
+                r.messages
+                    .iter_mut()
+                    .for_each(|m| m.content.push_str(&"x".repeat(i % 40)));
+                r
+            })
+            .collect();
+        let written: Vec<Vec<u8>> = [1, 3]
+            .into_iter()
+            .map(|threads| {
+                let path = dir.path().join(format!("{threads}.parquet"));
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| write_rows(&path, &rows))
+                    .unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        assert_eq!(written[0], written[1]);
+        let path = dir.path().join("1.parquet");
+        assert_eq!(read_rows(&path).unwrap(), rows);
+        let groups = ParquetReader::new(File::open(&path).unwrap())
+            .get_metadata()
+            .unwrap()
+            .row_groups
+            .iter()
+            .map(|g| g.num_rows())
+            .collect::<Vec<_>>();
+        let expected: Vec<usize> = row_groups(rows.len(), ROW_GROUP_SIZE)
+            .into_iter()
+            .map(|g| g.len())
+            .collect();
+        assert_eq!(groups, expected);
     }
 
     /// [`sample`] rendered: spans, an empty reference, non-ASCII text.

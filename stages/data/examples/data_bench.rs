@@ -7,7 +7,7 @@
 //! Use `--release`: a dev build with only pipe-data optimized leaves xxh3,
 //! regex and aho-corasick unoptimized and measures them instead of pipe-data.
 //!
-//! Writes ROWS alpaca rows of ~400 bytes as JSONL (5% exact duplicates with
+//! Writes ROWS alpaca rows of ~500 bytes as JSONL (5% exact duplicates with
 //! case/space changes, 5% near duplicates with one word changed), then times
 //! ingest, exact dedup, near dedup, filter (preset sft-en), split and the
 //! Parquet write, and prints rows/s per stage and the peak RSS. The peak is
@@ -18,7 +18,9 @@
 //! (each stage writes its table, the next one reads it), and those writes and
 //! reads are timed too: the end-to-end figure of ingest + exact dedup + filter
 //! is given without them (the stage functions alone) and with them (what a
-//! `pipe run` of the three stages spends, side tables aside).
+//! `pipe run` of the three stages spends, side tables aside). On a shared
+//! machine the wall clock says how busy the neighbours were; the CPU time of
+//! the three stage functions (in CPU-microseconds per row) says what they cost.
 
 use std::io::Write;
 use std::path::Path;
@@ -165,6 +167,7 @@ fn main() {
         );
         reset_peak();
         last_cpu.set(cpu_secs());
+        cpu
     };
 
     reset_peak();
@@ -175,7 +178,7 @@ fn main() {
     let ing = ingest(&p, dir.path()).unwrap();
     ing.check(0.0).unwrap();
     let t_ingest = t.elapsed().as_secs_f64();
-    rate("ingest (jsonl -> rows)", n, t_ingest);
+    let cpu_ingest = rate("ingest (jsonl -> rows)", n, t_ingest);
 
     // a stage's table goes to rows.parquet and the next stage reads it back
     let table = dir.path().join("rows.parquet");
@@ -197,7 +200,7 @@ fn main() {
     let t = Instant::now();
     let ex = dedup(&DedupParams::default(), vec![rows], 42).unwrap();
     let t_exact = t.elapsed().as_secs_f64();
-    rate(&format!("exact dedup (-{})", ex.exact_removed), n, t_exact);
+    let cpu_exact = rate(&format!("exact dedup (-{})", ex.exact_removed), n, t_exact);
 
     let rows_exact = ex.rows.len();
     // each stage's side table is written and gone before the next stage runs
@@ -224,7 +227,7 @@ fn main() {
     let t = Instant::now();
     let f = filter(&fp, rows).unwrap();
     let t_filter = t.elapsed().as_secs_f64();
-    rate(
+    let cpu_filter = rate(
         &format!("filter sft-en (-{})", f.dropped.len()),
         rows_near,
         t_filter,
@@ -239,6 +242,7 @@ fn main() {
     // the filter ran on the near-deduplicated rows: scale it to the exact-only output
     let filter_scale = rows_exact as f64 / rows_near as f64;
     let e2e = t_ingest + t_exact + t_filter * filter_scale;
+    let e2e_cpu = cpu_ingest + cpu_exact + cpu_filter * filter_scale;
     let e2e_parquet = e2e + w_ingest + r_ingest + w_exact + r_exact + w_filter * filter_scale;
     let sp = SplitParams {
         leakage: None,
@@ -250,7 +254,9 @@ fn main() {
     rate("split (no leakage check)", rows_f, t_split);
 
     // the same rows again (train then test), without holding a second copy
-    let again: Vec<_> = s.train.into_iter().chain(s.test).collect();
+    // (train's vector has room for all of them: split leaves it the input's)
+    let mut again = s.train;
+    again.extend(s.test);
     let t = Instant::now();
     let s = split(&SplitParams::default(), again, 42, dir.path()).unwrap();
     rate(
@@ -266,6 +272,14 @@ fn main() {
         "{:<34} {n:>9} rows in {e2e:>6.2} s = {:>9.0} rows/s",
         "ingest+exact+filter (e2e)",
         n as f64 / e2e,
+    );
+    // what the three cost in CPU time: the wall clock needs this many
+    // CPU-seconds from threads that may share their cores with neighbours
+    println!(
+        "{:<34} {n:>9} rows in {e2e_cpu:>6.2} cpu-s = {:>9.0} rows/cpu-s = {:.2} cpu-us/row",
+        "  cpu time of the three",
+        n as f64 / e2e_cpu,
+        e2e_cpu * 1e6 / n as f64,
     );
     println!(
         "{:<34} {n:>9} rows in {e2e_parquet:>6.2} s = {:>9.0} rows/s",

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::minhash::{MinHasher, UnionFind, jaccard};
-use crate::text::{Field, field_str, field_text, normalize_into};
+use crate::prehashed::{PrehashedMap, prehashed_map};
+use crate::text::{Field, field_str, field_text, normalize_append};
 
-pub const DEDUP_CODE_VERSION: u32 = 1;
+/// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
+pub const DEDUP_CODE_VERSION: u32 = 2;
 
 fn default_true() -> bool {
     true
@@ -142,24 +144,104 @@ impl DedupParams {
         out
     }
 
-    /// 128-bit hash of the normalized key.
-    pub fn exact_key(&self, row: &Row) -> [u8; 16] {
-        // the normalized text, one buffer reused across the rows a thread hashes
-        thread_local! {
-            static NORMALIZED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// The normalized key of a row into `out` (replaced): each field
+    /// normalized (see [`crate::text::normalize`]) after its length in bytes
+    /// (8 bytes, little-endian), so field boundaries cannot shift.
+    fn key_bytes(&self, row: &Row, out: &mut Vec<u8>) {
+        out.clear();
+        for f in &self.fields {
+            let at = out.len();
+            out.extend_from_slice(&[0; 8]);
+            normalize_append(&field_str(row, *f), self.strip_punctuation, out);
+            let len = (out.len() - at - 8) as u64;
+            out[at..at + 8].copy_from_slice(&len.to_le_bytes());
         }
-        NORMALIZED.with_borrow_mut(|norm| {
-            let mut h = blake3::Hasher::new();
-            for f in &self.fields {
-                normalize_into(&field_str(row, *f), self.strip_punctuation, norm);
-                h.update(&(norm.len() as u64).to_le_bytes());
-                h.update(norm.as_bytes());
-            }
-            let mut key = [0u8; 16];
-            key.copy_from_slice(&h.finalize().as_bytes()[..16]);
-            key
+    }
+
+    /// `f` of the normalized key, built in a buffer each thread reuses.
+    fn with_key<T>(&self, row: &Row, f: impl FnOnce(&[u8]) -> T) -> T {
+        thread_local! {
+            static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            self.key_bytes(row, key);
+            f(key)
         })
     }
+
+    /// 128-bit BLAKE3 hash of the normalized key (split derives a row's place from it).
+    pub fn exact_key(&self, row: &Row) -> [u8; 16] {
+        self.with_key(row, |key| {
+            let mut out = [0u8; 16];
+            out.copy_from_slice(&blake3::hash(key).as_bytes()[..16]);
+            out
+        })
+    }
+
+    /// Whether two rows have the same normalized key.
+    fn same_key(&self, a: &Row, b: &Row) -> bool {
+        let mut key_a = Vec::new();
+        self.key_bytes(a, &mut key_a);
+        self.with_key(b, |key_b| key_a == key_b)
+    }
+}
+
+/// For each row of `probe`, the first row of `base` with the same normalized
+/// key; with no `probe`, the same for each row of `base` itself (where a row
+/// with no earlier duplicate finds itself).
+///
+/// Rows are matched by a 128-bit xxh3 hash of the key (several times cheaper
+/// than BLAKE3 on keys of a few hundred bytes), and every match is confirmed
+/// on the keys themselves: should two different keys ever share a hash, the
+/// matching is redone keyed by the normalized text, so the answer never rests
+/// on the hash.
+fn first_matches(params: &DedupParams, base: &[Row], probe: Option<&[Row]>) -> Vec<Option<u32>> {
+    first_matches_with(params, base, probe, xxhash_rust::xxh3::xxh3_128)
+}
+
+/// [`first_matches`] with the hash as a parameter (tests force collisions).
+fn first_matches_with(
+    params: &DedupParams,
+    base: &[Row],
+    probe: Option<&[Row]>,
+    hash: fn(&[u8]) -> u128,
+) -> Vec<Option<u32>> {
+    let keys =
+        |rows: &[Row]| -> Vec<u128> { rows.par_iter().map(|r| params.with_key(r, hash)).collect() };
+    let base_keys = keys(base);
+    let mut first: PrehashedMap<u128, u32> = prehashed_map(base_keys.len());
+    for (i, k) in base_keys.iter().enumerate() {
+        first.entry(*k).or_insert(i as u32);
+    }
+    let (probe_rows, probe_keys) = match probe {
+        Some(rows) => (rows, keys(rows)),
+        None => (base, base_keys),
+    };
+    let matches: Vec<Option<u32>> = probe_keys.iter().map(|k| first.get(k).copied()).collect();
+    drop(first);
+    let confirmed = matches.par_iter().enumerate().all(|(p, m)| match *m {
+        Some(b) if probe.is_some() || b as usize != p => {
+            params.same_key(&base[b as usize], &probe_rows[p])
+        }
+        _ => true,
+    });
+    if confirmed {
+        return matches;
+    }
+    // a true hash collision: match on the normalized keys themselves
+    let text = |r: &Row| {
+        let mut key = Vec::new();
+        params.key_bytes(r, &mut key);
+        key
+    };
+    let mut first: HashMap<Vec<u8>, u32> = HashMap::with_capacity(base.len());
+    for (i, r) in base.iter().enumerate() {
+        first.entry(text(r)).or_insert(i as u32);
+    }
+    probe_rows
+        .iter()
+        .map(|r| first.get(&text(r)).copied())
+        .collect()
 }
 
 /// Why a row was removed.
@@ -205,17 +287,11 @@ pub fn dedup(
     let mut keep = vec![true; rows.len()];
 
     if params.exact {
-        let keys: Vec<[u8; 16]> = rows.par_iter().map(|r| params.exact_key(r)).collect();
-        let mut first: HashMap<[u8; 16], u32> = HashMap::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            match first.get(k) {
-                Some(&j) => {
-                    keep[i] = false;
-                    removed.push((i, j as usize, "exact", 1.0));
-                }
-                None => {
-                    first.insert(*k, i as u32);
-                }
+        for (i, first) in first_matches(params, &rows, None).into_iter().enumerate() {
+            let j = first.expect("a row matches at least itself") as usize;
+            if j != i {
+                keep[i] = false;
+                removed.push((i, j, "exact", 1.0));
             }
         }
     }
@@ -361,16 +437,13 @@ pub fn cross_duplicates(
     let mut out = Vec::new();
     let mut found = vec![false; probe.len()];
     if params.exact {
-        let mut first: HashMap<[u8; 16], usize> = HashMap::new();
-        let base_keys: Vec<[u8; 16]> = base.par_iter().map(|r| params.exact_key(r)).collect();
-        for (i, k) in base_keys.into_iter().enumerate() {
-            first.entry(k).or_insert(i);
-        }
-        let probe_keys: Vec<[u8; 16]> = probe.par_iter().map(|r| params.exact_key(r)).collect();
-        for (p, k) in probe_keys.iter().enumerate() {
-            if let Some(&b) = first.get(k) {
+        for (p, first) in first_matches(params, base, Some(probe))
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(b) = first {
                 found[p] = true;
-                out.push((p, b, "exact", 1.0));
+                out.push((p, b as usize, "exact", 1.0));
             }
         }
     }
@@ -473,6 +546,50 @@ mod tests {
         assert_eq!(out.removed[0].row.source_row, 3);
         assert_eq!(out.removed[0].duplicate_of_row, 1);
         assert_eq!(out.removed[0].method, "exact");
+    }
+
+    #[test]
+    fn hash_collisions_do_not_change_exact_matches() {
+        // duplicates under case, width and space folding, CJK included
+        let texts = [
+            EN[0],
+            EN[1],
+            ZH[0],
+            "ＡＢＣ 合同",
+            "abc 合同",
+            "Abc  合同",
+            "x",
+            "X ",
+            ZH[0],
+            "",
+        ];
+        let rows: Vec<Row> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| row(i as u64, t, if i % 3 == 0 { "same" } else { "SAME" }))
+            .collect();
+        let (base, probe) = rows.split_at(4);
+        let params = DedupParams::default();
+        let expected_self = first_matches(&params, &rows, None);
+        let expected_cross = first_matches(&params, base, Some(probe));
+        // every key one hash, or keys of one length one hash: the text decides
+        let collide: [fn(&[u8]) -> u128; 2] = [|_| 7, |k| k.len() as u128];
+        for hash in collide {
+            assert_eq!(
+                first_matches_with(&params, &rows, None, hash),
+                expected_self
+            );
+            assert_eq!(
+                first_matches_with(&params, base, Some(probe), hash),
+                expected_cross
+            );
+        }
+        let firsts: Vec<Option<u32>> = [0, 1, 2, 3, 3, 3, 6, 6, 2, 9].map(Some).to_vec();
+        assert_eq!(expected_self, firsts);
+        assert_eq!(
+            expected_cross,
+            [Some(3), Some(3), None, None, Some(2), None]
+        );
     }
 
     #[test]

@@ -20,9 +20,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
+use crate::prehashed::{PrehashedMap, prehashed_map};
 use crate::text::{Field, WordGrams, field_str, is_cjk, word_count, words};
 
-pub const FILTER_CODE_VERSION: u32 = 1;
+/// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
+pub const FILTER_CODE_VERSION: u32 = 2;
 
 /// Named bundles of rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -693,19 +695,17 @@ fn whitespace_words(text: &str) -> (usize, usize) {
         }
         return (n, alpha);
     }
-    // ASCII: one pass over the bytes, whitespace as `char::is_whitespace` has it
+    // ASCII: one pass over the bytes, whitespace as `char::is_whitespace` has
+    // it, without a branch per byte (a word ends where whitespace follows
+    // a non-space; the branchy loop mispredicted at every word boundary)
     let (mut n, mut alpha, mut in_word, mut letter) = (0, 0, false, false);
     for &b in text.as_bytes() {
-        if matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ') {
-            if in_word {
-                n += 1;
-                alpha += letter as usize;
-            }
-            (in_word, letter) = (false, false);
-        } else {
-            in_word = true;
-            letter |= b.is_ascii_alphabetic();
-        }
+        let space = matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ');
+        let ends = space & in_word;
+        n += ends as usize;
+        alpha += (ends & letter) as usize;
+        letter = !space & (letter | b.is_ascii_alphabetic());
+        in_word = !space;
     }
     if in_word {
         n += 1;
@@ -714,25 +714,55 @@ fn whitespace_words(text: &str) -> (usize, usize) {
     (n, alpha)
 }
 
-/// Symbols for the symbol/word ratio: `#`, `...` (non-overlapping, as
-/// `str::matches` counts them: a run of k dots holds k / 3) and `…`, counted in
-/// one pass over the bytes instead of one search per symbol. Neither `#` nor
-/// `.` occurs inside a multi-byte UTF-8 character, so bytes are enough.
-fn symbol_count(text: &str) -> usize {
-    let (mut symbols, mut dots) = (0, 0);
-    let bytes = text.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'.' {
-            dots += 1;
-            continue;
-        }
-        symbols += dots / 3;
-        dots = 0;
-        if b == b'#' || (b == 0xE2 && bytes[i + 1..].starts_with(&[0x80, 0xA6])) {
-            symbols += 1;
-        }
+/// In ASCII text: the words split on whitespace (as `split_whitespace`), and
+/// how many of them start with a letter (a lower bound on those that have one).
+/// A word starts where a non-space follows a space or the start, so both are
+/// counts over pairs of neighbouring bytes, which vectorize, where
+/// [`whitespace_words`] has to carry a state from byte to byte.
+fn ascii_word_starts(bytes: &[u8]) -> (usize, usize) {
+    // the ASCII characters with Unicode White_Space (`char::is_whitespace`)
+    let space = |b: u8| b == b' ' || b.wrapping_sub(b'\t') < 5;
+    let Some(&first) = bytes.first() else {
+        return (0, 0);
+    };
+    let (mut words, mut lettered) = (
+        usize::from(!space(first)),
+        usize::from(first.is_ascii_alphabetic()),
+    );
+    // byte counters over stretches of at most 255 pairs: wider ones would
+    // widen every byte's flag to 64 bits and do a few bytes per instruction
+    for (before, after) in bytes.chunks(255).zip(bytes[1..].chunks(255)) {
+        let pairs = || before.iter().zip(after);
+        words += usize::from(pairs().fold(0u8, |n, (&a, &b)| n + u8::from(space(a) & !space(b))));
+        lettered += usize::from(pairs().fold(0u8, |n, (&a, &b)| {
+            n + u8::from(space(a) & b.is_ascii_alphabetic())
+        }));
     }
-    symbols + dots / 3
+    (words, lettered)
+}
+
+/// Symbols for the symbol/word ratio: `#`, `...` (non-overlapping, as
+/// `str::matches` counts them: a run of k dots holds k / 3) and `…`.
+/// `#` is counted in one vectorized pass, dots by jumping from one to the next
+/// (`str::find` of a `char` is a memchr), so a text with few dots costs little
+/// more than the `#` count. Neither `#` nor `.` occurs inside a multi-byte
+/// UTF-8 character, so bytes are enough for them.
+fn symbol_count(text: &str) -> usize {
+    let hashes = text.bytes().filter(|&b| b == b'#').count();
+    let ellipses = if text.is_ascii() {
+        0
+    } else {
+        text.matches('…').count()
+    };
+    let bytes = text.as_bytes();
+    let (mut dots, mut at) = (0, 0);
+    while let Some(found) = text[at..].find('.') {
+        let start = at + found;
+        let run = bytes[start..].iter().take_while(|&&b| b == b'.').count();
+        dots += run / 3;
+        at = start + run;
+    }
+    hashes + ellipses + dots
 }
 
 /// Token bounds on one side; `None` = within bounds.
@@ -783,12 +813,13 @@ impl Compiled<'_> {
                 .map(|m| m.content.as_str())
                 .chain(row.system.as_deref());
             for t in all {
-                // ASCII text: the control characters are the bytes below 0x20 and 0x7F
-                if t.is_ascii()
-                    && !t
-                        .bytes()
-                        .any(|b| (b < 0x20 || b == 0x7F) && !matches!(b, b'\n' | b'\t' | b'\r'))
-                {
+                // In ASCII text the control characters are the bytes below 0x20
+                // and 0x7F: one pass without early exit (which vectorizes) finds
+                // whether there is any such byte or any non-ASCII one.
+                let unusual = t.bytes().fold(false, |seen, b| {
+                    seen | (b >= 0x7F || (b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r')))
+                });
+                if !unusual {
                     continue;
                 }
                 if let Some(c) = t
@@ -847,7 +878,13 @@ impl Compiled<'_> {
             return Some(("repetition", d));
         }
         if p.max_symbol_word_ratio.is_some() || p.min_alpha_words.is_some() {
-            let (n_words, alpha) = whitespace_words(response);
+            // ASCII: a vectorized count, with a lower bound on the words with a
+            // letter that settles the letter-share rule for nearly every text
+            let (n_words, alpha_at_least) = if response.is_ascii() {
+                ascii_word_starts(response.as_bytes())
+            } else {
+                whitespace_words(response)
+            };
             if n_words > 0 {
                 if let Some(max) = p.max_symbol_word_ratio {
                     let symbols = symbol_count(response);
@@ -856,7 +893,10 @@ impl Compiled<'_> {
                         return Some(("symbol_ratio", format!("symbol/word ratio {r:.3} > {max}")));
                     }
                 }
-                if let Some(min) = p.min_alpha_words {
+                if let Some(min) = p.min_alpha_words
+                    && (alpha_at_least as f64 / n_words as f64) < min
+                {
+                    let alpha = whitespace_words(response).1;
                     let f = alpha as f64 / n_words as f64;
                     if f < min {
                         return Some((
@@ -1019,24 +1059,6 @@ fn repetition_with(r: &Repetition, text: &str, ws: &WordGrams<'_>) -> Option<Str
     }
 }
 
-/// Hashes that are already well mixed: used as they are.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl std::hash::Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.0 = x;
-    }
-}
-
 fn ngram_repetition(
     r: &Repetition,
     ws: &WordGrams<'_>,
@@ -1053,7 +1075,10 @@ fn ngram_repetition(
         }
         // the most frequent n-gram (ties: the longest), as in datatrove: its characters x count
         let mut top = 0usize;
-        if n < none_from {
+        if n < none_from && !any_same_hash(ws, n) {
+            // no two n-grams alike: none repeats, here or at any larger n
+            none_from = n;
+        } else if n < none_from {
             grams.clear();
             grams.extend((0..=len - n).map(|i| (ws.hash(i, n), i as u32)));
             grams.sort_unstable();
@@ -1081,14 +1106,15 @@ fn ngram_repetition(
             return Ok(Some(format!("top {n}-gram covers {f:.3} of chars > {max}")));
         }
     }
-    let mut seen: std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<Prehashed>> =
-        std::collections::HashMap::with_capacity_and_hasher(len, Default::default());
+    // built on first use: most texts have no repeated 2-gram, and then no dup rule looks
+    let mut seen: Option<PrehashedMap<u64, u32>> = None;
     for &(n, max) in &r.dup_n_grams {
         if n == 0 || len < n {
             continue;
         }
         let mut dup_chars = 0usize;
         if n < none_from {
+            let seen = seen.get_or_insert_with(|| prehashed_map(len));
             seen.clear();
             let (mut i, mut repeats) = (0, false);
             while i + n <= len {
@@ -1120,6 +1146,44 @@ fn ngram_repetition(
         }
     }
     Ok(None)
+}
+
+/// Whether two n-grams of `ws` have the same hash (the same words, or a
+/// collision: the caller sorts them out). Most texts repeat no 2-gram, and an
+/// open-addressing set in a buffer each thread reuses shows it for less than
+/// sorting the hashes costs.
+fn any_same_hash(ws: &WordGrams<'_>, n: usize) -> bool {
+    thread_local! {
+        static SLOTS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let count = ws.len() + 1 - n;
+    let size = (2 * count).next_power_of_two();
+    SLOTS.with_borrow_mut(|slots| {
+        slots.clear();
+        // 0 marks an empty slot
+        slots.resize(size, 0);
+        let mask = size - 1;
+        for i in 0..count {
+            let h = ws.hash(i, n);
+            if h == 0 {
+                // cannot be stored: say "maybe" and let the caller look
+                return true;
+            }
+            // the high bits of a multiplicative hash spread the slots best
+            let mut at = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
+            loop {
+                match slots[at] {
+                    0 => {
+                        slots[at] = h;
+                        break;
+                    }
+                    x if x == h => return true,
+                    _ => at = (at + 1) & mask,
+                }
+            }
+        }
+        false
+    })
 }
 
 /// The n-gram rules of [`repetition`] comparing word slices directly: the
@@ -1420,9 +1484,12 @@ mod tests {
 
     #[test]
     fn hashed_repetition_matches_exact() {
-        // texts over tiny vocabularies repeat n-grams of every size; thresholds
-        // from strict to loose exercise every branch, including "no repeat at n"
-        let vocab = ["law", "court", "法", "the", "a", "held", "x"];
+        // texts over tiny vocabularies repeat n-grams of every size, texts over
+        // the whole one (a third) mostly repeat nothing; thresholds from strict
+        // to loose exercise every branch, including "no repeat at n"
+        let large: Vec<String> = (0..400).map(|k| format!("w{k}")).collect();
+        let mut vocab = vec!["law", "court", "法", "the", "a", "held", "x"];
+        vocab.extend(large.iter().map(String::as_str));
         let mut s = 0x2545_F491_4F6C_DD1Du64;
         let mut next = |m: usize| {
             s ^= s << 13;
@@ -1431,7 +1498,11 @@ mod tests {
             (s % m as u64) as usize
         };
         for case in 0..3000 {
-            let k = 2 + next(vocab.len() - 1);
+            let k = if case % 3 == 0 {
+                vocab.len()
+            } else {
+                2 + next(6)
+            };
             let len = next(60);
             let text: Vec<&str> = (0..len).map(|_| vocab[next(k)]).collect();
             let text = text.join(if case % 7 == 0 { "\n" } else { " " });
@@ -1492,6 +1563,43 @@ mod tests {
     }
 
     #[test]
+    fn word_and_symbol_counts_match_the_general_way_on_random_text() {
+        // the ASCII characters first: texts of them alone take the byte paths
+        let alphabet = [
+            " ", "\t", "\n", "\x0b", "\x0c", "\r", ".", ".", "#", "a", "Z", "7", "_", "-",
+            "\u{a0}", "…", "é", "法",
+        ];
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        for case in 0..5000 {
+            let k = if case % 2 == 0 { 14 } else { alphabet.len() };
+            let t: String = (0..case % 31)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    alphabet[(s % k as u64) as usize]
+                })
+                .collect();
+            let n = t.split_whitespace().count();
+            let alpha = t
+                .split_whitespace()
+                .filter(|w| w.chars().any(char::is_alphabetic))
+                .count();
+            assert_eq!(whitespace_words(&t), (n, alpha), "{t:?}");
+            if t.is_ascii() {
+                let starting = t
+                    .split_whitespace()
+                    .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic()))
+                    .count();
+                assert_eq!(ascii_word_starts(t.as_bytes()), (n, starting), "{t:?}");
+            }
+            let searched =
+                t.matches('#').count() + t.matches("...").count() + t.matches('…').count();
+            assert_eq!(symbol_count(&t), searched, "{t:?}");
+        }
+    }
+
+    #[test]
     fn symbols_letters_and_control_chars() {
         let p = params(
             serde_json::json!({"max_symbol_word_ratio": 0.1, "min_alpha_words": 0.8, "drop_control_chars": true}),
@@ -1502,8 +1610,13 @@ mod tests {
         );
         assert_eq!(verdict(&p, "q", "1 2 3 4 5 six"), Some("alpha_words"));
         assert_eq!(verdict(&p, "q", "one two three four five 6"), None);
+        // fewer than 80% of the words start with a letter, but all have one
+        assert_eq!(verdict(&p, "q", "(one) (two) three four five"), None);
         assert_eq!(verdict(&p, "q", "bell\u{7} here"), Some("control_chars"));
         assert_eq!(verdict(&p, "q", "tab\tand\r\nnewline fine"), None);
+        assert_eq!(verdict(&p, "q", "del\u{7f} here"), Some("control_chars"));
+        assert_eq!(verdict(&p, "q", "naïve\u{85} here"), Some("control_chars"));
+        assert_eq!(verdict(&p, "q", "naïve and fine"), None);
         // legal preset: section numbers and § are fine
         let legal = params(serde_json::json!({"preset": "legal"}));
         assert_eq!(

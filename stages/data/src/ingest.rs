@@ -18,7 +18,8 @@ use serde_json::{Map, Value};
 use crate::DataError;
 use crate::lines::LineBlocks;
 
-pub const INGEST_CODE_VERSION: u32 = 1;
+/// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
+pub const INGEST_CODE_VERSION: u32 = 2;
 
 /// One path or glob, or a list of them.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -1053,9 +1054,14 @@ struct Ctx<'a> {
 
 /// A string field: missing or null is `None`, a non-string is a reject.
 fn get_str(map: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    Ok(get_str_ref(map, key)?.map(str::to_owned))
+}
+
+/// [`get_str`], borrowed from the record.
+fn get_str_ref<'m>(map: &'m Map<String, Value>, key: &str) -> Result<Option<&'m str>, String> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(format!(
             "field `{key}` must be a string, found {}",
             kind(other)
@@ -1064,7 +1070,12 @@ fn get_str(map: &Map<String, Value>, key: &str) -> Result<Option<String>, String
 }
 
 fn required(map: &Map<String, Value>, key: &str) -> Result<String, String> {
-    get_str(map, key)?.ok_or_else(|| format!("missing required field `{key}`"))
+    required_ref(map, key).map(str::to_owned)
+}
+
+/// [`required`], borrowed from the record.
+fn required_ref<'m>(map: &'m Map<String, Value>, key: &str) -> Result<&'m str, String> {
+    get_str_ref(map, key)?.ok_or_else(|| format!("missing required field `{key}`"))
 }
 
 /// Labels are often numbers or booleans in the source; they are text here.
@@ -1137,17 +1148,17 @@ impl Ctx<'_> {
                 history,
                 system,
             } => {
-                let instruction = required(map, prompt)?;
+                // borrowed: the user turn is the one copy made of them
+                let instruction = required_ref(map, prompt)?;
                 let input = match query {
-                    Some(q) => get_str(map, q)?.unwrap_or_default(),
-                    None => String::new(),
+                    Some(q) => get_str_ref(map, q)?.unwrap_or_default(),
+                    None => "",
                 };
-                let user = [instruction.as_str(), input.as_str()]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let user = match (instruction.is_empty(), input.is_empty()) {
+                    (false, false) => [instruction, input].join("\n"),
+                    (false, true) => instruction.to_owned(),
+                    (true, _) => input.to_owned(),
+                };
                 if user.trim().is_empty() {
                     return Err(format!("empty prompt: `{prompt}` and its input are empty"));
                 }

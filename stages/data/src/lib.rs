@@ -31,6 +31,7 @@ pub mod filter;
 pub mod ingest;
 pub mod lines;
 pub mod minhash;
+pub mod prehashed;
 pub mod split;
 pub mod table;
 pub mod text;

@@ -87,14 +87,21 @@ impl LineBlocks {
         // A block that ends with a line break holds exactly the lines before
         // each break; the file's last block also holds what follows the last break.
         let body = if self.eof { block } else { &block[..end - 1] };
-        let first = self.line;
-        let lines: Vec<(u64, &[u8])> = body
-            .split(|&b| b == b'\n')
-            .enumerate()
-            .map(|(i, l)| (first + i as u64, l.strip_suffix(b"\r").unwrap_or(l)))
-            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-            .collect();
-        self.line += body.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        // Cut as `body.split(|&b| b == b'\n')` would, with the breaks found by
+        // memchr: a closure per byte was a tenth of ingest's time.
+        let mut lines: NumberedLines<'_> = Vec::new();
+        let mut start = 0;
+        let mut number = self.line;
+        for end in memchr::memchr_iter(b'\n', body).chain([body.len()]) {
+            let line = &body[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                lines.push((number, line));
+            }
+            start = end + 1;
+            number += 1;
+        }
+        self.line = number;
         if self.eof {
             // nothing follows the last block
             self.handed_out = self.buf.len();

@@ -5,7 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Bump when the rendered bytes would change for the same rows and params.
-pub const RENDER_CODE_VERSION: u32 = 1;
+/// 2: `rendered.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
+pub const RENDER_CODE_VERSION: u32 = 2;
 
 /// `kind: render`: rows -> chat-template text with trained spans.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
