@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::frozen::{matmul, matmul_acc, matmul_new, parallelism};
-use crate::fused::{slice, with_cpu_f32};
+use crate::fused::{F32View, slice, with_cpu_f32};
 
 /// `x [rows, in] -> [rows, out]`; the op's arguments are `x`, `A [rank, in]`
 /// and `B [out, rank]`. f32 on the CPU only.
@@ -130,19 +130,18 @@ impl CustomOp3 for LoraLinear {
         let (out, inner) = self.weight.dims2()?;
         let (rank, _) = a_t.dims2()?;
         let grad = grad.contiguous()?;
-        let name = self.name();
-        let (dx, da, db) = with_cpu_f32(x_t, name, |x| {
-            with_cpu_f32(a_t, name, |a| {
-                with_cpu_f32(b_t, name, |b| {
-                    with_cpu_f32(&grad, name, |g| {
-                        with_cpu_f32(&self.weight, name, |w| {
-                            let dims = (out, inner, rank);
-                            Ok(self.backward(x, a, b, g, w, dims, x_t.track_op()))
-                        })
-                    })
-                })
-            })
-        })?;
+        let views = [x_t, a_t, b_t, &grad, &self.weight].map(|t| F32View::new(t, self.name()));
+        let [x, a, b, g, w] = views;
+        let (x, a, b, g, w) = (x?, a?, b?, g?, w?);
+        let (dx, da, db) = self.backward(
+            x.as_slice(),
+            a.as_slice(),
+            b.as_slice(),
+            g.as_slice(),
+            w.as_slice(),
+            (out, inner, rank),
+            x_t.track_op(),
+        );
         let dev = x_t.device();
         Ok((
             dx.map(|dx| Tensor::from_vec(dx, x_t.shape(), dev))

@@ -252,10 +252,10 @@ pub struct Switches {
 /// of the gradients) do not depend on the machine or on `threads:`.
 pub const SHARDS: usize = 2;
 
-/// The loss sum of `seqs` and the gradients of `vars` for that sum times
-/// `scale`. The sequences are split into [`SHARDS`] shards (at most one per
-/// sequence) whose graphs run at the same time and whose gradients are
-/// added in shard order.
+/// The loss sum of `seqs`; the gradients of `vars` for that sum times
+/// `scale` are added to `grads` (one buffer per variable). The sequences are
+/// split into [`SHARDS`] shards (at most one per sequence) whose graphs run
+/// at the same time and whose gradients are added in shard order.
 ///
 /// One graph at a time left cores idle: candle runs its own element-wise
 /// ops (residual adds, layout copies, the sums of its backward pass) on the
@@ -268,7 +268,8 @@ pub fn sharded_gradients(
     seqs: &[&Sequence],
     scale: f64,
     switches: &Switches,
-) -> Result<(f64, Vec<Vec<f32>>)> {
+    grads: &mut [Vec<f32>],
+) -> Result<f64> {
     use rayon::prelude::*;
     let shards = SHARDS.clamp(1, seqs.len().max(1));
     let per_shard = seqs.len().div_ceil(shards).max(1);
@@ -301,10 +302,6 @@ pub fn sharded_gradients(
         })
         .collect::<Result<_>>()?;
     let mut loss = 0.0;
-    let mut grads: Vec<Vec<f32>> = vars
-        .iter()
-        .map(|(_, v)| vec![0.0; v.elem_count()])
-        .collect();
     for (part_loss, part_grads) in parts {
         loss += part_loss;
         for (acc, g) in grads.iter_mut().zip(part_grads) {
@@ -313,7 +310,7 @@ pub fn sharded_gradients(
             }
         }
     }
-    Ok((loss, grads))
+    Ok(loss)
 }
 
 fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -401,9 +398,10 @@ pub fn train(
             .iter()
             .map(|idx| idx.iter().map(|i| &seqs[*i]).collect())
             .collect();
-        let trained = |part: &[&Sequence]| Batch::new(part, 0).trained_tokens();
-        let step_trained: usize = micro.iter().map(|m| trained(m)).sum();
-        let step_tokens: usize = micro.iter().map(|m| Batch::new(m, 0).real_tokens()).sum();
+        let (step_trained, step_tokens) = micro.iter().fold((0, 0), |(trained, real), m| {
+            let batch = Batch::new(m, 0);
+            (trained + batch.trained_tokens(), real + batch.real_tokens())
+        });
         let mut grads: Vec<Vec<f32>> = sizes.iter().map(|n| vec![0.0; *n]).collect();
         let mut loss_sum = 0.0;
         for (mi, part) in micro.iter().enumerate() {
@@ -414,13 +412,7 @@ pub fn train(
             };
             // Per trained token of the whole accumulated step, as if it were one batch.
             let scale = 1.0 / step_trained.max(1) as f64;
-            let (loss, g) = sharded_gradients(&model, &vars, part, scale, &switches)?;
-            loss_sum += loss;
-            for (acc, g) in grads.iter_mut().zip(g) {
-                for (a, x) in acc.iter_mut().zip(g) {
-                    *a += x;
-                }
-            }
+            loss_sum += sharded_gradients(&model, &vars, part, scale, &switches, &mut grads)?;
         }
         let grad_norm = clip_global_norm(&mut grads, opts.clip);
         let lr = lr_at(opts.schedule, opts.lr, step, total, warmup);

@@ -109,8 +109,9 @@ fn main() {
             dropout: None,
         };
         let ts = Instant::now();
-        let (loss_sum, g) =
-            sharded_gradients(&model, &vars, &refs, 1.0 / n as f64, &switches).expect("step");
+        let mut g: Vec<Vec<f32>> = sizes.iter().map(|n| vec![0.0; *n]).collect();
+        let loss_sum = sharded_gradients(&model, &vars, &refs, 1.0 / n as f64, &switches, &mut g)
+            .expect("step");
         let loss_v = loss_sum / n as f64;
         let t_grads = ts.elapsed().as_secs_f64();
         opt.update(&mut params, &g, 2e-4, step as u64 + 1);
