@@ -1,8 +1,13 @@
 //! Throughput of the data stages on synthetic alpaca rows.
 //!
 //! ```text
-//! cargo run --release -p pipe-data --example data_bench -- [ROWS=1000000] [THREADS]
+//! cargo run --release -p pipe-data --example data_bench -- [ROWS=1000000] [THREADS] [--e2e] [--data DIR]
 //! ```
+//!
+//! `--e2e` runs only ingest, exact dedup and filter, one after the other on
+//! each other's output, with nothing written in between: the three stages of
+//! the end-to-end target, for profiling and A/B runs. `--data DIR` keeps the
+//! generated JSONL in DIR and reuses it when it is there (same ROWS).
 //!
 //! Use `--release`: a dev build with only pipe-data optimized leaves xxh3,
 //! regex and aho-corasick unoptimized and measures them instead of pipe-data.
@@ -128,21 +133,73 @@ fn write_data(path: &Path, n: usize) -> u64 {
     bytes
 }
 
+/// The end-to-end figure of ingest + exact dedup + filter, in wall and CPU time.
+fn print_e2e(n: usize, e2e: f64, e2e_cpu: f64) {
+    println!(
+        "{:<34} {n:>9} rows in {e2e:>6.2} s = {:>9.0} rows/s",
+        "ingest+exact+filter (e2e)",
+        n as f64 / e2e,
+    );
+    // what the three cost in CPU time: the wall clock needs this many
+    // CPU-seconds from threads that may share their cores with neighbours
+    println!(
+        "{:<34} {n:>9} rows in {e2e_cpu:>6.2} cpu-s = {:>9.0} rows/cpu-s = {:.2} cpu-us/row",
+        "  cpu time of the three",
+        n as f64 / e2e_cpu,
+        e2e_cpu * 1e6 / n as f64,
+    );
+}
+
+struct Args {
+    rows: usize,
+    threads: Option<usize>,
+    e2e_only: bool,
+    data_dir: Option<std::path::PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        rows: 1_000_000,
+        threads: None,
+        e2e_only: false,
+        data_dir: None,
+    };
+    let mut positional = 0;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--e2e" => args.e2e_only = true,
+            "--data" => args.data_dir = Some(it.next().expect("--data DIR").into()),
+            _ => {
+                let v: usize = a.parse().unwrap_or_else(|_| panic!("not a number: {a}"));
+                match positional {
+                    0 => args.rows = v,
+                    _ => args.threads = Some(v),
+                }
+                positional += 1;
+            }
+        }
+    }
+    args
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let n: usize = args
-        .get(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    if let Some(t) = args.get(2).and_then(|a| a.parse::<usize>().ok()) {
+    let args = parse_args();
+    let n = args.rows;
+    if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()
             .unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = args.data_dir.as_deref().unwrap_or(tmp.path());
+    let data = dir.join(format!("data-{n}.jsonl"));
     let t = Instant::now();
-    let bytes = write_data(&dir.path().join("data.jsonl"), n);
+    let bytes = match std::fs::metadata(&data) {
+        Ok(m) if args.data_dir.is_some() => m.len(),
+        _ => write_data(&data, n),
+    };
     println!(
         "generated {n} rows, {:.1} MiB ({:.0} bytes/row) in {:.1} s; threads {}",
         bytes as f64 / 1048576.0,
@@ -171,17 +228,40 @@ fn main() {
     };
 
     reset_peak();
-    let p: IngestParams =
-        serde_json::from_value(serde_json::json!({"path": "data.jsonl", "format": "alpaca"}))
-            .unwrap();
+    let p: IngestParams = serde_json::from_value(
+        serde_json::json!({"path": data.file_name().unwrap().to_str(), "format": "alpaca"}),
+    )
+    .unwrap();
     let t = Instant::now();
-    let ing = ingest(&p, dir.path()).unwrap();
+    let ing = ingest(&p, dir).unwrap();
     ing.check(0.0).unwrap();
     let t_ingest = t.elapsed().as_secs_f64();
     let cpu_ingest = rate("ingest (jsonl -> rows)", n, t_ingest);
 
+    let fp: FilterParams = serde_json::from_value(serde_json::json!({"preset": "sft-en"})).unwrap();
+    if args.e2e_only {
+        let t = Instant::now();
+        let ex = dedup(&DedupParams::default(), vec![ing.rows], 42).unwrap();
+        let t_exact = t.elapsed().as_secs_f64();
+        let cpu_exact = rate(&format!("exact dedup (-{})", ex.exact_removed), n, t_exact);
+        let rows_exact = ex.rows.len();
+        drop(ex.removed);
+        let t = Instant::now();
+        let f = filter(&fp, ex.rows).unwrap();
+        let t_filter = t.elapsed().as_secs_f64();
+        let cpu_filter = rate(
+            &format!("filter sft-en (-{})", f.dropped.len()),
+            rows_exact,
+            t_filter,
+        );
+        let e2e = t_ingest + t_exact + t_filter;
+        let e2e_cpu = cpu_ingest + cpu_exact + cpu_filter;
+        print_e2e(n, e2e, e2e_cpu);
+        return;
+    }
+
     // a stage's table goes to rows.parquet and the next stage reads it back
-    let table = dir.path().join("rows.parquet");
+    let table = tmp.path().join("rows.parquet");
     let pass_on = |label: &str, rows: Vec<pipe_rows::Row>| {
         let n_rows = rows.len();
         let t = Instant::now();
@@ -220,7 +300,6 @@ fn main() {
         t_near,
     );
 
-    let fp: FilterParams = serde_json::from_value(serde_json::json!({"preset": "sft-en"})).unwrap();
     let rows_near = nd.rows.len();
     drop(nd.removed);
     let (rows, _, _) = pass_on("near dedup", nd.rows);
@@ -249,7 +328,7 @@ fn main() {
         ..SplitParams::default()
     };
     let t = Instant::now();
-    let s = split(&sp, f.rows, 42, dir.path()).unwrap();
+    let s = split(&sp, f.rows, 42, dir).unwrap();
     let t_split = t.elapsed().as_secs_f64();
     rate("split (no leakage check)", rows_f, t_split);
 
@@ -258,7 +337,7 @@ fn main() {
     let mut again = s.train;
     again.extend(s.test);
     let t = Instant::now();
-    let s = split(&SplitParams::default(), again, 42, dir.path()).unwrap();
+    let s = split(&SplitParams::default(), again, 42, dir).unwrap();
     rate(
         &format!("split + leakage ({} leaks)", s.leaks.len()),
         rows_f,
@@ -268,19 +347,7 @@ fn main() {
     let (train, _, _) = pass_on("train", s.train);
     drop(train);
 
-    println!(
-        "{:<34} {n:>9} rows in {e2e:>6.2} s = {:>9.0} rows/s",
-        "ingest+exact+filter (e2e)",
-        n as f64 / e2e,
-    );
-    // what the three cost in CPU time: the wall clock needs this many
-    // CPU-seconds from threads that may share their cores with neighbours
-    println!(
-        "{:<34} {n:>9} rows in {e2e_cpu:>6.2} cpu-s = {:>9.0} rows/cpu-s = {:.2} cpu-us/row",
-        "  cpu time of the three",
-        n as f64 / e2e_cpu,
-        e2e_cpu * 1e6 / n as f64,
-    );
+    print_e2e(n, e2e, e2e_cpu);
     println!(
         "{:<34} {n:>9} rows in {e2e_parquet:>6.2} s = {:>9.0} rows/s",
         "  + rows.parquet in between",

@@ -6,6 +6,7 @@
 //! fails when the rejected share exceeds `max_rejected` (default 0: strict),
 //! printing the first reasons with their places.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,9 @@ use serde_json::{Map, Value};
 
 use crate::DataError;
 use crate::lines::LineBlocks;
+
+mod alpaca_line;
+use alpaca_line::{AlpacaFields, AlpacaKeys};
 
 /// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
 pub const INGEST_CODE_VERSION: u32 = 2;
@@ -485,6 +489,7 @@ fn ingest_file(
     // intermediate list of both is ever held.
     let (mut rows, mut rejected) = (Vec::new(), Vec::new());
     if format == FileFormat::Jsonl {
+        let fast = ctx.alpaca_keys();
         let mut blocks = LineBlocks::open(name, full)?;
         while let Some(lines) = blocks.next_block()? {
             let (more_rows, more_rejected): (Vec<Row>, Vec<Rejected>) = lines
@@ -495,10 +500,14 @@ fn ingest_file(
                         "the line is not valid UTF-8".into(),
                         &String::from_utf8_lossy(line),
                     )),
-                    Ok(text) => match parse_object(text) {
-                        Err(reason) => Err(reject_line(place, reason, text)),
-                        Ok(map) => ctx
-                            .to_row(&map, place)
+                    Ok(text) => match fast
+                        .as_ref()
+                        .and_then(|keys| keys.read(text))
+                        .and_then(|fields| ctx.alpaca_row(fields, place))
+                    {
+                        Some(row) => Ok(row),
+                        None => ctx
+                            .general_row(text, place)
                             .map_err(|reason| reject_line(place, reason, text)),
                     },
                 })
@@ -1154,11 +1163,7 @@ impl Ctx<'_> {
                     Some(q) => get_str_ref(map, q)?.unwrap_or_default(),
                     None => "",
                 };
-                let user = match (instruction.is_empty(), input.is_empty()) {
-                    (false, false) => [instruction, input].join("\n"),
-                    (false, true) => instruction.to_owned(),
-                    (true, _) => input.to_owned(),
-                };
+                let user = alpaca_user(instruction, input);
                 if user.trim().is_empty() {
                     return Err(format!("empty prompt: `{prompt}` and its input are empty"));
                 }
@@ -1416,13 +1421,19 @@ impl Ctx<'_> {
                 row.label = Some(a);
             }
         }
-        if row.system.is_none() {
-            row.system = self.system.map(str::to_owned);
-        }
         if let Some(col) = self.task_column
             && let Some(t) = get_scalar(map, col)?
         {
             row.task = Some(t);
+        }
+        Ok(self.finish(row))
+    }
+
+    /// What every row gets whatever its shape: the recipe's system prompt
+    /// where the row has none, and the `replace:` substitutions.
+    fn finish(&self, mut row: Row) -> Row {
+        if row.system.is_none() {
+            row.system = self.system.map(str::to_owned);
         }
         if !self.replace.is_empty() {
             let sub = |s: &mut String| {
@@ -1440,6 +1451,183 @@ impl Ctx<'_> {
                 sub(s);
             }
         }
-        Ok(row)
+        row
+    }
+
+    /// A JSONL line parsed into a JSON tree, then made a row.
+    fn general_row(&self, text: &str, place: u64) -> Result<Row, String> {
+        self.to_row(&parse_object(text)?, place)
+    }
+
+    /// Keys for reading alpaca lines without a JSON tree, where the mapping
+    /// allows it: alpaca fields under distinct keys and no task column (a
+    /// task column may hold a number, which the fast path does not read).
+    fn alpaca_keys(&self) -> Option<AlpacaKeys<'_>> {
+        match self.mapping {
+            Mapping::Alpaca {
+                prompt,
+                query,
+                response,
+                history,
+                system,
+            } if self.task_column.is_none() => {
+                AlpacaKeys::distinct(prompt, query.as_deref(), response, history, system)
+            }
+            _ => None,
+        }
+    }
+
+    /// The row [`Ctx::to_row`] makes of these fields, or `None` where it
+    /// would reject them (the general path then says why).
+    fn alpaca_row(&self, fields: AlpacaFields<'_>, place: u64) -> Option<Row> {
+        let instruction = fields.prompt?;
+        let user = alpaca_user(&instruction, fields.query.as_deref().unwrap_or_default());
+        if user.trim().is_empty() {
+            return None;
+        }
+        let mut messages = Vec::with_capacity(2);
+        messages.push(Message::new("user", user));
+        messages.push(Message::new("assistant", fields.response?.into_owned()));
+        let row = Row {
+            messages,
+            system: fields.system.filter(|s| !s.is_empty()).map(Cow::into_owned),
+            source_file: self.file.to_owned(),
+            source_row: place,
+            task: self.task.map(str::to_owned),
+            ..Row::default()
+        };
+        Some(self.finish(row))
+    }
+}
+
+/// The user turn of an alpaca record: instruction and input joined by a
+/// line break (LLaMA-Factory's way), or whichever of them is not empty.
+fn alpaca_user(instruction: &str, input: &str) -> String {
+    match (instruction.is_empty(), input.is_empty()) {
+        (false, false) => [instruction, input].join("\n"),
+        (false, true) => instruction.to_owned(),
+        (true, _) => input.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(mapping: &'a Mapping, replace: &'a BTreeMap<String, String>) -> Ctx<'a> {
+        Ctx {
+            task_column: None,
+            mapping,
+            prompt: None,
+            task: Some("t"),
+            system: Some("default system"),
+            replace,
+            file: "f.jsonl",
+        }
+    }
+
+    /// Every combination of these fields and values, as JSONL lines.
+    fn lines() -> Vec<String> {
+        let values = [
+            None,
+            Some(r#""plain""#),
+            Some(r#""esc\naped \"q\" \u00e9 \ud83d\ude00""#),
+            Some(r#""""#),
+            Some(r#"" \t ""#),
+            Some("null"),
+            Some("7"),
+            Some(r#"["a"]"#),
+            Some(r#"{"k": "v"}"#),
+        ];
+        let histories = [None, Some("null"), Some(r#"[["q", "a"]]"#), Some("3")];
+        let mut out = Vec::new();
+        for instruction in &values {
+            for input in &values {
+                for output in &values {
+                    for (system, history) in values[..6].iter().zip(histories.iter().cycle()) {
+                        let fields = [
+                            ("instruction", *instruction),
+                            ("input", *input),
+                            ("output", *output),
+                            ("system", *system),
+                            ("history", *history),
+                            ("extra", Some(r#"{"nested": [1, {"x": null}]}"#)),
+                        ];
+                        let body: Vec<String> = fields
+                            .iter()
+                            .filter_map(|(k, v)| v.map(|v| format!("\"{k}\": {v}")))
+                            .collect();
+                        out.push(format!("{{{}}}", body.join(", ")));
+                    }
+                }
+            }
+        }
+        out.extend(
+            [
+                r#"{"instruction": "i", "output": "first", "output": "last"}"#,
+                r#"{"instruction": "i", "output": "o", "instruction": null}"#,
+                r#"{"instr\u0075ction": "escaped key", "output": "o"}"#,
+                r#"{"instruction": "i", "output": "o"} x"#,
+                r#"{"instruction": "i", "output": "o""#,
+                r#"["instruction"]"#,
+                r#"  {"instruction": "{{name}} here", "output": "I am {{name}}"}  "#,
+            ]
+            .map(String::from),
+        );
+        out
+    }
+
+    #[test]
+    fn alpaca_lines_make_the_rows_the_general_path_makes() {
+        let mapping = Mapping::fallback();
+        let replace = BTreeMap::from([("{{name}}".to_owned(), "Lex".to_owned())]);
+        let ctx = ctx(&mapping, &replace);
+        let keys = ctx
+            .alpaca_keys()
+            .expect("the default alpaca keys are distinct");
+        let (mut fast, mut general) = (0, 0);
+        for (place, line) in lines().iter().enumerate() {
+            let general_row = ctx.general_row(line, place as u64);
+            match keys
+                .read(line)
+                .and_then(|f| ctx.alpaca_row(f, place as u64))
+            {
+                Some(row) => {
+                    fast += 1;
+                    assert_eq!(Ok(row), general_row, "{line}");
+                }
+                None => {
+                    general += 1;
+                    assert!(
+                        general_row.is_err() || line.contains("\"history\": [["),
+                        "{line} left the fast path but makes a row: {general_row:?}"
+                    );
+                }
+            }
+        }
+        // both paths are exercised, not one of them vacuously
+        assert!(
+            fast > 100 && general > 100,
+            "fast {fast}, general {general}"
+        );
+    }
+
+    #[test]
+    fn the_fast_path_needs_distinct_keys_and_no_task_column() {
+        let replace = BTreeMap::new();
+        let shared = Mapping::Alpaca {
+            prompt: "text".into(),
+            query: None,
+            response: "text".into(),
+            history: "history".into(),
+            system: "system".into(),
+        };
+        assert!(ctx(&shared, &replace).alpaca_keys().is_none());
+        let mapping = Mapping::fallback();
+        let with_task = Ctx {
+            task_column: Some("task"),
+            ..ctx(&mapping, &replace)
+        };
+        assert!(with_task.alpaca_keys().is_none());
     }
 }
