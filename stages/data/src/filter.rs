@@ -12,7 +12,7 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, MatchKind};
 use pipe_rows::Row;
 use rayon::prelude::*;
 use regex::Regex;
@@ -24,7 +24,8 @@ use crate::prehashed::{PrehashedMap, prehashed_map};
 use crate::text::{Field, WordGrams, field_str, is_cjk, word_count, words};
 
 /// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
-pub const FILTER_CODE_VERSION: u32 = 2;
+/// 3: a refusal names the leftmost phrase (before: the one that ended first).
+pub const FILTER_CODE_VERSION: u32 = 3;
 
 /// Named bundles of rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -512,8 +513,10 @@ fn compile<'t>(
         let mut phrases: Vec<String> = REFUSALS.iter().map(|s| s.to_string()).collect();
         phrases.extend(p.refusal_phrases.iter().map(|s| s.to_lowercase()));
         Some(
+            // Case-sensitive over lowercased text (see `find_lowercased`), and
+            // leftmost-first: that is what lets the matcher use its SIMD prefilter.
             AhoCorasick::builder()
-                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostFirst)
                 .build(&phrases)
                 .map_err(|e| DataError::params("refusal_phrases", e.to_string()))?,
         )
@@ -857,13 +860,8 @@ impl Compiled<'_> {
                 return Some(("ratio", format!("response/prompt length ratio {ratio:.3}")));
             }
         }
-        // the matcher ignores ASCII case itself; other text is lowercased first
         if let Some(ac) = &self.refusals
-            && let Some(m) = if response.is_ascii() {
-                ac.find(response)
-            } else {
-                ac.find(&response.to_lowercase())
-            }
+            && let Some(m) = find_lowercased(ac, response)
         {
             let phrase = if m.pattern().as_usize() < REFUSALS.len() {
                 REFUSALS[m.pattern().as_usize()].to_owned()
@@ -977,6 +975,25 @@ impl Compiled<'_> {
 }
 
 /// Gopher repetition checks (datatrove `GopherRepetitionFilter`); `None` = passes.
+/// The first phrase of `ac` (all lowercase) in `text` lowercased. An
+/// ASCII-case-insensitive matcher would spare the copy, but it cannot use
+/// the SIMD prefilter: lowercasing into a buffer and matching case-sensitively
+/// is 4x faster on English responses (`data_bench`).
+fn find_lowercased(ac: &AhoCorasick, text: &str) -> Option<aho_corasick::Match> {
+    thread_local! {
+        static LOWER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    if !text.is_ascii() {
+        return ac.find(&text.to_lowercase());
+    }
+    LOWER.with_borrow_mut(|lower| {
+        lower.clear();
+        lower.push_str(text);
+        lower.make_ascii_lowercase();
+        ac.find(lower.as_str())
+    })
+}
+
 pub fn repetition(r: &Repetition, text: &str) -> Option<String> {
     repetition_with(r, text, &WordGrams::new(text))
 }
