@@ -491,8 +491,15 @@ fn ingest_file(
     if format == FileFormat::Jsonl {
         let fast = ctx.alpaca_keys();
         let mut blocks = LineBlocks::open(name, full)?;
+        // Each block's verdicts go to one buffer, reused, and `rows` is sized
+        // once from the first block: vectors that grow by doubling fault in
+        // (and copy) about twice the table's bytes, which on a VM costs as
+        // much as parsing.
+        let mut verdicts: Vec<Result<Row, Rejected>> = Vec::new();
+        let mut sized = false;
         while let Some(lines) = blocks.next_block()? {
-            let (more_rows, more_rejected): (Vec<Row>, Vec<Rejected>) = lines
+            let block_lines = lines.len();
+            lines
                 .into_par_iter()
                 .map(|(place, line)| match std::str::from_utf8(line) {
                     Err(_) => Err(reject_line(
@@ -511,9 +518,21 @@ fn ingest_file(
                             .map_err(|reason| reject_line(place, reason, text)),
                     },
                 })
-                .partition_map(either);
-            rows.extend(more_rows);
-            rejected.extend(more_rejected);
+                .collect_into_vec(&mut verdicts);
+            if !sized {
+                // where the room cannot be had, the table grows as it goes
+                let more = blocks
+                    .estimated_lines(block_lines)
+                    .saturating_sub(block_lines);
+                let _ = rows.try_reserve_exact(more);
+                sized = true;
+            }
+            for verdict in verdicts.drain(..) {
+                match verdict {
+                    Ok(row) => rows.push(row),
+                    Err(rej) => rejected.push(rej),
+                }
+            }
         }
     }
     let (more_rows, more_rejected): (Vec<Row>, Vec<Rejected>) = records

@@ -28,6 +28,8 @@ pub struct LineBlocks {
     handed_out: usize,
     /// Number of the first line in `buf`.
     line: u64,
+    /// Bytes of the file handed out so far (byte order mark included).
+    consumed: u64,
     started: bool,
     eof: bool,
     block_bytes: usize,
@@ -50,6 +52,7 @@ impl LineBlocks {
             buf: Vec::new(),
             handed_out: 0,
             line: 1,
+            consumed: 0,
             started: false,
             eof: false,
             block_bytes: block_bytes.max(1),
@@ -83,6 +86,7 @@ impl LineBlocks {
             return Ok(None);
         }
         self.handed_out = end;
+        self.consumed += end as u64;
         let block = &self.buf[..end];
         // A block that ends with a line break holds exactly the lines before
         // each break; the file's last block also holds what follows the last break.
@@ -107,6 +111,20 @@ impl LineBlocks {
             self.handed_out = self.buf.len();
         }
         Ok(Some(lines))
+    }
+
+    /// About how many lines the whole file has, given that the first block
+    /// held `lines_so_far` (a little more, so a table sized by it rarely grows).
+    pub fn estimated_lines(&self, lines_so_far: usize) -> usize {
+        let file_bytes = self.file.metadata().map_or(0, |m| m.len());
+        if self.eof || self.consumed == 0 {
+            return lines_so_far;
+        }
+        let per_line = self.consumed as f64 / lines_so_far.max(1) as f64;
+        let estimate = (file_bytes as f64 / per_line * 1.05) as usize + 16;
+        // a first block of unusually short lines must not size a table for
+        // far more rows than the file can hold
+        estimate.min((file_bytes / 32) as usize + 16)
     }
 
     /// Read until `buf` holds `want` bytes or the file ends.
@@ -155,6 +173,31 @@ mod tests {
             out.extend(lines.into_iter().map(|(i, l)| (i, l.to_vec())));
         }
         out
+    }
+
+    fn estimate_after_first_block(bytes: &[u8], block_bytes: usize) -> (usize, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        std::fs::write(&path, bytes).unwrap();
+        let mut blocks =
+            LineBlocks::with_block_bytes("f.jsonl", File::open(&path).unwrap(), block_bytes);
+        let first = blocks.next_block().unwrap().map_or(0, |l| l.len());
+        (first, blocks.estimated_lines(first))
+    }
+
+    #[test]
+    fn the_line_estimate_is_exact_for_one_block_and_bounded_otherwise() {
+        let line = b"{\"instruction\": \"a line of forty bytes or so\"}\n";
+        let file: Vec<u8> = line.repeat(1000);
+        assert_eq!(estimate_after_first_block(&file, 1 << 20), (1000, 1000));
+        let (first, estimate) = estimate_after_first_block(&file, 4096);
+        assert!(first < 1000);
+        assert!((1000..1100).contains(&estimate), "{estimate}");
+        // short lines first, then long ones: no more than the file can hold
+        let mut skewed = b"{}\n".repeat(2000);
+        skewed.extend(b"x".repeat(1 << 20));
+        let (_, estimate) = estimate_after_first_block(&skewed, 4096);
+        assert!(estimate <= skewed.len() / 32 + 16, "{estimate}");
     }
 
     #[test]
