@@ -974,7 +974,6 @@ impl Compiled<'_> {
     }
 }
 
-/// Gopher repetition checks (datatrove `GopherRepetitionFilter`); `None` = passes.
 /// The first phrase of `ac` (all lowercase) in `text` lowercased. An
 /// ASCII-case-insensitive matcher would spare the copy, but it cannot use
 /// the SIMD prefilter: lowercasing into a buffer and matching case-sensitively
@@ -994,6 +993,7 @@ fn find_lowercased(ac: &AhoCorasick, text: &str) -> Option<aho_corasick::Match> 
     })
 }
 
+/// Gopher repetition checks (datatrove `GopherRepetitionFilter`); `None` = passes.
 pub fn repetition(r: &Repetition, text: &str) -> Option<String> {
     repetition_with(r, text, &WordGrams::new(text))
 }

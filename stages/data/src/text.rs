@@ -168,13 +168,10 @@ static ASCII_NORM: [(u8, u8); 128] = {
 /// mark, not a space that would lead, trail or double another one). The
 /// branchy loop this replaces spent ~15 cycles a byte on mispredicted spaces.
 fn normalize_ascii(text: &[u8], strip_punctuation: bool, out: &mut Vec<u8>) {
-    let start = out.len();
-    if !strip_punctuation && single_spaced(text) {
-        // only the case is left to change, which vectorizes
-        out.extend_from_slice(text);
-        out[start..].make_ascii_lowercase();
-        return;
+    if !strip_punctuation {
+        return normalize_ascii_spaces(text, out);
     }
+    let start = out.len();
     out.resize(start + text.len(), 0);
     let buf = &mut out[start..];
     let drop_punct = if strip_punctuation { ASCII_PUNCT } else { 0 };
@@ -197,23 +194,70 @@ fn normalize_ascii(text: &[u8], strip_punctuation: bool, out: &mut Vec<u8>) {
     out.truncate(start + len);
 }
 
-/// Whether the whitespace of ASCII `text` is already as [`normalize`] leaves
-/// it: single spaces between words, none at either end, no other whitespace
-/// byte. Checked over pairs of neighbouring bytes, without early exit, so it
-/// vectorizes; most keys pass and skip the byte-by-byte loop.
-fn single_spaced(text: &[u8]) -> bool {
-    let (Some(&first), Some(&last)) = (text.first(), text.last()) else {
-        return true;
-    };
+/// [`normalize_ascii`] without punctuation stripping: the text between
+/// irregular whitespace is copied as it is and lowercased in bulk, which
+/// vectorizes; only the whitespace runs are looked at byte by byte. Most
+/// keys have few of them (the line break between instruction and input).
+fn normalize_ascii_spaces(text: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut rest = text.trim_ascii_start();
+    // `trim_ascii_*` leaves 0x0B, which `char::is_whitespace` counts
+    while let [0x0B, tail @ ..] = rest {
+        rest = tail.trim_ascii_start();
+    }
+    while !rest.is_empty() {
+        let odd = irregular_space(rest);
+        out.extend_from_slice(&rest[..odd]);
+        let after_run = rest[odd..]
+            .iter()
+            .position(|&b| !is_ascii_space(b))
+            .map_or(rest.len(), |p| odd + p);
+        // a run at the end is dropped; elsewhere it is one space (the space
+        // just copied, where the run began with one)
+        if after_run < rest.len() && !(odd > 0 && rest[odd - 1] == b' ') {
+            out.push(b' ');
+        }
+        if after_run == rest.len() && odd > 0 && rest[odd - 1] == b' ' {
+            out.pop();
+        }
+        rest = &rest[after_run..];
+    }
+    out[start..].make_ascii_lowercase();
+}
+
+/// The ASCII characters with Unicode White_Space (`char::is_whitespace`).
+fn is_ascii_space(b: u8) -> bool {
+    b == b' ' || b.wrapping_sub(b'\t') < 5
+}
+
+/// Index of the first byte of `text` that is whitespace other than a single
+/// space: a tab, line break, vertical tab, form feed or carriage return, or
+/// a space after a space; `text.len()` where there is none. Looked for 32
+/// bytes at a time, without an early exit inside a block, so it vectorizes.
+fn irregular_space(text: &[u8]) -> usize {
+    const BLOCK: usize = 32;
     // whitespace other than the space: \t \n \x0b \x0c \r
     let other_space = |b: u8| b.wrapping_sub(b'\t') < 5;
-    let odd = text[1..]
-        .iter()
-        .zip(text)
-        .fold(false, |odd, (&b, &before)| {
-            odd | other_space(b) | (b == b' ' && before == b' ')
-        });
-    !odd && !other_space(first) && first != b' ' && last != b' '
+    let odd_at =
+        |i: usize| other_space(text[i]) || (i > 0 && text[i] == b' ' && text[i - 1] == b' ');
+    if text.first().is_some_and(|&b| other_space(b)) {
+        return 0;
+    }
+    // blocks of fixed size, each byte beside the one before it
+    let mut at = 1;
+    while at + BLOCK <= text.len() {
+        let block: &[u8; BLOCK] = text[at..at + BLOCK].try_into().expect("a block");
+        let before: &[u8; BLOCK] = text[at - 1..at - 1 + BLOCK].try_into().expect("a block");
+        let mut odd = 0u8;
+        for (&b, &prev) in block.iter().zip(before) {
+            odd |= u8::from(other_space(b)) | (u8::from(b == b' ') & u8::from(prev == b' '));
+        }
+        if odd != 0 {
+            break;
+        }
+        at += BLOCK;
+    }
+    (at..text.len()).find(|&i| odd_at(i)).unwrap_or(text.len())
 }
 
 /// Punctuation or symbol (ASCII and the common CJK/Unicode ranges).
@@ -539,10 +583,30 @@ mod tests {
                 assert_eq!(fast, general, "{t:?}");
             }
         }
-        // the fast path is taken where it should be, and only there
-        assert!(single_spaced(b"Already Single Spaced.") && single_spaced(b"x"));
-        for t in [&b" a"[..], b"a ", b"a  b", b"a\nb", b"a\tb", b"\r"] {
-            assert!(!single_spaced(t), "{t:?}");
+        // irregular whitespace is found where it is, in and across blocks
+        assert_eq!(irregular_space(b"Already Single Spaced."), 22);
+        let long = "word ".repeat(20);
+        for (i, c) in [
+            (3, ' '),
+            (31, '\n'),
+            (32, ' '),
+            (33, '\x0b'),
+            (64, ' '),
+            (99, '\r'),
+        ] {
+            let mut t = long.clone().into_bytes();
+            // a space before a space, or the other whitespace byte itself
+            t[i] = c as u8;
+            let want = if c == ' ' {
+                (i..t.len()).find(|&k| t[k] == b' ' && t[k - 1] == b' ')
+            } else {
+                Some(i)
+            };
+            assert_eq!(
+                Some(irregular_space(&t)),
+                want.or(Some(t.len())),
+                "{i} {c:?}"
+            );
         }
         // random ASCII over every class, appended after earlier text as dedup
         // keys are; a third of it over letters and spaces only, which is
@@ -550,7 +614,8 @@ mod tests {
         let alphabet = b"aZ9 Qq.\t\n\x0b\x0c\r _-!~\x00\x1f\x7f";
         let mut s = 0x9E37_79B9_7F4A_7C15u64;
         for case in 0..5000 {
-            let len = case % 23;
+            // across the 32-byte blocks of `irregular_space`
+            let len = case % 97;
             let t: String = (0..len)
                 .map(|_| {
                     s ^= s << 13;
