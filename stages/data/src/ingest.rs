@@ -496,36 +496,45 @@ fn ingest_file(
         // (and copy) about twice the table's bytes, which on a VM costs as
         // much as parsing.
         let mut verdicts: Vec<Result<Row, Rejected>> = Vec::new();
-        let mut sized = false;
-        while let Some(lines) = blocks.next_block()? {
-            let block_lines = lines.len();
-            lines
-                .into_par_iter()
-                .map(|(place, line)| match std::str::from_utf8(line) {
-                    Err(_) => Err(reject_line(
-                        place,
-                        "the line is not valid UTF-8".into(),
-                        &String::from_utf8_lossy(line),
-                    )),
-                    Ok(text) => match fast
-                        .as_ref()
-                        .and_then(|keys| keys.read(text))
-                        .and_then(|fields| ctx.alpaca_row(fields, place))
-                    {
-                        Some(row) => Ok(row),
-                        None => ctx
-                            .general_row(text, place)
-                            .map_err(|reason| reject_line(place, reason, text)),
-                    },
-                })
-                .collect_into_vec(&mut verdicts);
-            if !sized {
+        let verdict = |(place, line): (u64, &[u8])| match std::str::from_utf8(line) {
+            Err(_) => Err(reject_line(
+                place,
+                "the line is not valid UTF-8".into(),
+                &String::from_utf8_lossy(line),
+            )),
+            Ok(text) => match fast
+                .as_ref()
+                .and_then(|keys| keys.read(text))
+                .and_then(|fields| ctx.alpaca_row(fields, place))
+            {
+                Some(row) => Ok(row),
+                None => ctx
+                    .general_row(text, place)
+                    .map_err(|reason| reject_line(place, reason, text)),
+            },
+        };
+        // The next block is read while this one is parsed: reading and
+        // cutting lines is serial work, which would otherwise leave a core idle.
+        // A parsed block's buffers are filled again two blocks later.
+        let mut next = blocks.next_block(None)?;
+        let (mut spare, mut first) = (None, true);
+        while let Some(block) = next.take() {
+            let ((), read) = rayon::join(
+                || {
+                    block
+                        .par_lines()
+                        .map(verdict)
+                        .collect_into_vec(&mut verdicts)
+                },
+                || blocks.next_block(spare.take()),
+            );
+            if first {
                 // where the room cannot be had, the table grows as it goes
                 let more = blocks
-                    .estimated_lines(block_lines)
-                    .saturating_sub(block_lines);
+                    .estimated_lines(block.len())
+                    .saturating_sub(block.len());
                 let _ = rows.try_reserve_exact(more);
-                sized = true;
+                first = false;
             }
             for verdict in verdicts.drain(..) {
                 match verdict {
@@ -533,6 +542,8 @@ fn ingest_file(
                     Err(rej) => rejected.push(rej),
                 }
             }
+            next = read?;
+            spare = Some(block);
         }
     }
     let (more_rows, more_rejected): (Vec<Row>, Vec<Rejected>) = records
@@ -565,8 +576,8 @@ fn ingest_file(
 /// The first line of a JSONL file that is a JSON object: the shape is detected from it.
 fn first_jsonl_object(name: &str, full: &Path) -> Result<Option<Map<String, Value>>, DataError> {
     let mut blocks = LineBlocks::open(name, full)?;
-    while let Some(lines) = blocks.next_block()? {
-        let first = lines.iter().find_map(|(_, l)| {
+    while let Some(block) = blocks.next_block(None)? {
+        let first = block.lines().find_map(|(_, l)| {
             std::str::from_utf8(l)
                 .ok()
                 .and_then(|t| parse_object(t).ok())

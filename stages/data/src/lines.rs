@@ -1,6 +1,8 @@
 //! A JSONL file read in blocks of whole lines, so ingest never holds the
 //! file's bytes all at once: a block is parsed (in parallel) and dropped
-//! before the next one is read.
+//! before the next one is read, or while the next one is read: blocks own
+//! their bytes, so one can be parsed while the next is filled, and a parsed
+//! block's buffer is handed back to be filled again.
 //!
 //! Lines are numbered and cut as `bytes.split(b'\n')` over the whole file
 //! would: 1-based, a UTF-8 byte order mark at the start removed, a trailing
@@ -8,25 +10,54 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
+
+use rayon::prelude::*;
 
 use crate::DataError;
 
 /// Bytes read per block (a block is longer when one line is).
 pub const BLOCK_BYTES: usize = 8 << 20;
 
-/// Non-blank lines of one block, each with its 1-based line number.
-pub type NumberedLines<'a> = Vec<(u64, &'a [u8])>;
+/// Whole lines of a file: their bytes, and the non-blank ones with their
+/// 1-based numbers.
+#[derive(Default)]
+pub struct Block {
+    bytes: Vec<u8>,
+    lines: Vec<(u64, Range<usize>)>,
+}
+
+impl Block {
+    /// Non-blank lines in the block.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The non-blank lines with their numbers, in order.
+    pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.lines.iter().map(|(n, r)| (*n, &self.bytes[r.clone()]))
+    }
+
+    /// [`Block::lines`], for rayon.
+    pub fn par_lines(&self) -> impl IndexedParallelIterator<Item = (u64, &[u8])> {
+        self.lines
+            .par_iter()
+            .map(|(n, r)| (*n, &self.bytes[r.clone()]))
+    }
+}
 
 /// The blocks of one file, in order.
 pub struct LineBlocks {
     name: String,
     file: File,
-    /// Bytes read and not yet handed out (a partial last line at most, between calls).
-    buf: Vec<u8>,
-    /// Bytes at the front of `buf` handed out by the last [`LineBlocks::next_block`].
-    handed_out: usize,
-    /// Number of the first line in `buf`.
+    /// The partial last line of the block handed out last, which starts the next one.
+    carry: Vec<u8>,
+    /// Number of the first line of the next block.
     line: u64,
     /// Bytes of the file handed out so far (byte order mark included).
     consumed: u64,
@@ -49,8 +80,7 @@ impl LineBlocks {
         Self {
             name: name.to_owned(),
             file,
-            buf: Vec::new(),
-            handed_out: 0,
+            carry: Vec::new(),
             line: 1,
             consumed: 0,
             started: false,
@@ -59,58 +89,63 @@ impl LineBlocks {
         }
     }
 
-    /// The next block's non-blank lines with their numbers; `None` at the end of the file.
-    pub fn next_block(&mut self) -> Result<Option<NumberedLines<'_>>, DataError> {
-        self.buf.drain(..self.handed_out);
-        self.handed_out = 0;
+    /// The next block; `None` at the end of the file. `reuse` is a block
+    /// done with, whose buffers are filled again instead of new ones.
+    pub fn next_block(&mut self, reuse: Option<Block>) -> Result<Option<Block>, DataError> {
+        let Block {
+            mut bytes,
+            mut lines,
+        } = reuse.unwrap_or_default();
+        bytes.clear();
+        lines.clear();
+        bytes.append(&mut self.carry);
         let mut want = self.block_bytes;
         let end = loop {
             // the first read sees the whole byte order mark, if there is one
-            self.fill(if self.started { want } else { want.max(3) })?;
-            if !self.started && (self.buf.len() >= 3 || self.eof) {
-                if self.buf.starts_with(b"\xEF\xBB\xBF") {
-                    self.buf.drain(..3);
+            self.fill(&mut bytes, if self.started { want } else { want.max(3) })?;
+            if !self.started && (bytes.len() >= 3 || self.eof) {
+                if bytes.starts_with(b"\xEF\xBB\xBF") {
+                    bytes.drain(..3);
+                    self.consumed += 3;
                 }
                 self.started = true;
             }
             if self.eof {
-                break self.buf.len();
+                break bytes.len();
             }
-            match self.buf.iter().rposition(|&b| b == b'\n') {
+            match memchr::memrchr(b'\n', &bytes) {
                 Some(i) => break i + 1,
                 // one line longer than a block: read on until it ends
-                None => want = self.buf.len() + self.block_bytes,
+                None => want = bytes.len() + self.block_bytes,
             }
         };
         if end == 0 && self.eof {
             return Ok(None);
         }
-        self.handed_out = end;
+        self.carry.extend_from_slice(&bytes[end..]);
+        bytes.truncate(end);
         self.consumed += end as u64;
-        let block = &self.buf[..end];
         // A block that ends with a line break holds exactly the lines before
         // each break; the file's last block also holds what follows the last break.
-        let body = if self.eof { block } else { &block[..end - 1] };
+        let body = if self.eof { end } else { end - 1 };
         // Cut as `body.split(|&b| b == b'\n')` would, with the breaks found by
         // memchr: a closure per byte was a tenth of ingest's time.
-        let mut lines: NumberedLines<'_> = Vec::new();
         let mut start = 0;
         let mut number = self.line;
-        for end in memchr::memchr_iter(b'\n', body).chain([body.len()]) {
-            let line = &body[start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                lines.push((number, line));
+        for stop in memchr::memchr_iter(b'\n', &bytes[..body]).chain([body]) {
+            let line = &bytes[start..stop];
+            let len = line.strip_suffix(b"\r").unwrap_or(line).len();
+            if !bytes[start..start + len]
+                .iter()
+                .all(u8::is_ascii_whitespace)
+            {
+                lines.push((number, start..start + len));
             }
-            start = end + 1;
+            start = stop + 1;
             number += 1;
         }
         self.line = number;
-        if self.eof {
-            // nothing follows the last block
-            self.handed_out = self.buf.len();
-        }
-        Ok(Some(lines))
+        Ok(Some(Block { bytes, lines }))
     }
 
     /// About how many lines the whole file has, given that the first block
@@ -128,12 +163,12 @@ impl LineBlocks {
     }
 
     /// Read until `buf` holds `want` bytes or the file ends.
-    fn fill(&mut self, want: usize) -> Result<(), DataError> {
-        while !self.eof && self.buf.len() < want {
-            let missing = (want - self.buf.len()) as u64;
+    fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> Result<(), DataError> {
+        while !self.eof && buf.len() < want {
+            let missing = (want - buf.len()) as u64;
             let got = (&mut self.file)
                 .take(missing)
-                .read_to_end(&mut self.buf)
+                .read_to_end(buf)
                 .map_err(|source| DataError::Io {
                     path: self.name.clone(),
                     source,
@@ -168,9 +203,11 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let mut blocks =
             LineBlocks::with_block_bytes("f.jsonl", File::open(&path).unwrap(), block_bytes);
-        let mut out = Vec::new();
-        while let Some(lines) = blocks.next_block().unwrap() {
-            out.extend(lines.into_iter().map(|(i, l)| (i, l.to_vec())));
+        let (mut out, mut spare) = (Vec::new(), None);
+        while let Some(block) = blocks.next_block(spare.take()).unwrap() {
+            out.extend(block.lines().map(|(i, l)| (i, l.to_vec())));
+            // the buffers are used again, as ingest does
+            spare = Some(block);
         }
         out
     }
@@ -181,7 +218,7 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let mut blocks =
             LineBlocks::with_block_bytes("f.jsonl", File::open(&path).unwrap(), block_bytes);
-        let first = blocks.next_block().unwrap().map_or(0, |l| l.len());
+        let first = blocks.next_block(None).unwrap().map_or(0, |b| b.len());
         (first, blocks.estimated_lines(first))
     }
 
