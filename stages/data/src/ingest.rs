@@ -536,10 +536,15 @@ fn ingest_file(
                 let _ = rows.try_reserve_exact(more);
                 first = false;
             }
-            for verdict in verdicts.drain(..) {
-                match verdict {
-                    Ok(row) => rows.push(row),
-                    Err(rej) => rejected.push(rej),
+            if verdicts.iter().all(Result::is_ok) {
+                // the common case: moved in parallel, straight into the table
+                rows.par_extend(verdicts.par_drain(..).map(|v| v.expect("all rows")));
+            } else {
+                for verdict in verdicts.drain(..) {
+                    match verdict {
+                        Ok(row) => rows.push(row),
+                        Err(rej) => rejected.push(rej),
+                    }
                 }
             }
             next = read?;
@@ -1515,9 +1520,11 @@ impl Ctx<'_> {
         if user.trim().is_empty() {
             return None;
         }
-        let mut messages = Vec::with_capacity(2);
-        messages.push(Message::new("user", user));
-        messages.push(Message::new("assistant", fields.response?.into_owned()));
+        let response = fields.response?.into_owned();
+        let messages = vec![
+            Message::new("user", user),
+            Message::new("assistant", response),
+        ];
         let row = Row {
             messages,
             system: fields.system.filter(|s| !s.is_empty()).map(Cow::into_owned),
