@@ -1,13 +1,14 @@
 //! Throughput of the data stages on synthetic alpaca rows.
 //!
 //! ```text
-//! cargo run --release -p pipe-data --example data_bench -- [ROWS=1000000] [THREADS] [--e2e [--rounds K]] [--data DIR]
+//! cargo run --release -p pipe-data --example data_bench -- [ROWS=1000000] [THREADS] [--e2e [--rounds K]] [--filter JSON] [--data DIR]
 //! ```
 //!
 //! `--e2e` runs only ingest, exact dedup and filter, one after the other on
 //! each other's output, with nothing written in between: the three stages of
 //! the end-to-end target, for profiling and A/B runs (`--rounds K`: K times
-//! over, and the least disturbed round again at the end). `--data DIR` keeps the
+//! over, and the least disturbed round again at the end). `--filter JSON`
+//! replaces the filter's parameters (default `{"preset": "sft-en"}`). `--data DIR` keeps the
 //! generated JSONL in DIR and reuses it when it is there (same ROWS).
 //!
 //! Use `--release`: a dev build with only pipe-data optimized leaves xxh3,
@@ -156,12 +157,13 @@ fn print_e2e(n: usize, e2e: f64, e2e_cpu: f64) {
 /// least disturbed by neighbours: an A/B of two builds compares those).
 fn e2e_rounds(
     ingest_params: &IngestParams,
+    filter_params: &serde_json::Value,
     dir: &Path,
     n: usize,
     rounds: usize,
     rate: &dyn Fn(&str, usize, f64) -> f64,
 ) {
-    let fp: FilterParams = serde_json::from_value(serde_json::json!({"preset": "sft-en"})).unwrap();
+    let fp: FilterParams = serde_json::from_value(filter_params.clone()).unwrap();
     let mut best: Option<(f64, f64)> = None;
     for _ in 0..rounds.max(1) {
         reset_peak();
@@ -206,6 +208,7 @@ struct Args {
     threads: Option<usize>,
     e2e_only: bool,
     rounds: usize,
+    filter: serde_json::Value,
     data_dir: Option<std::path::PathBuf>,
 }
 
@@ -215,6 +218,7 @@ fn parse_args() -> Args {
         threads: None,
         e2e_only: false,
         rounds: 1,
+        filter: serde_json::json!({"preset": "sft-en"}),
         data_dir: None,
     };
     let mut positional = 0;
@@ -223,6 +227,10 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--e2e" => args.e2e_only = true,
             "--rounds" => args.rounds = it.next().and_then(|r| r.parse().ok()).expect("--rounds K"),
+            "--filter" => {
+                let json = it.next().expect("--filter JSON");
+                args.filter = serde_json::from_str(&json).expect("--filter takes JSON");
+            }
             "--data" => args.data_dir = Some(it.next().expect("--data DIR").into()),
             _ => {
                 let v: usize = a.parse().unwrap_or_else(|_| panic!("not a number: {a}"));
@@ -286,7 +294,7 @@ fn main() {
     )
     .unwrap();
     if args.e2e_only {
-        e2e_rounds(&p, dir, n, args.rounds, &rate);
+        e2e_rounds(&p, &args.filter, dir, n, args.rounds, &rate);
         return;
     }
     reset_peak();
@@ -296,7 +304,7 @@ fn main() {
     let t_ingest = t.elapsed().as_secs_f64();
     let cpu_ingest = rate("ingest (jsonl -> rows)", n, t_ingest);
 
-    let fp: FilterParams = serde_json::from_value(serde_json::json!({"preset": "sft-en"})).unwrap();
+    let fp: FilterParams = serde_json::from_value(args.filter.clone()).unwrap();
 
     // a stage's table goes to rows.parquet and the next stage reads it back
     let table = tmp.path().join("rows.parquet");

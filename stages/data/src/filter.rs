@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::prehashed::{PrehashedMap, prehashed_map};
-use crate::text::{Field, WordGrams, field_str, is_cjk, word_count, words};
+use crate::text::{
+    Field, WordGrams, ascii_bigram_may_repeat, field_str, is_cjk, word_count, words,
+};
 
 /// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
 /// 3: a refusal names the leftmost phrase (before: the one that ended first).
@@ -871,7 +873,7 @@ impl Compiled<'_> {
             return Some(("refusal", format!("contains `{phrase}`")));
         }
         if let Some(rep) = &p.repetition
-            && let Some(d) = repetition_with(rep, response, response_words())
+            && let Some(d) = repetition_with(rep, response, response_words)
         {
             return Some(("repetition", d));
         }
@@ -995,7 +997,8 @@ fn find_lowercased(ac: &AhoCorasick, text: &str) -> Option<aho_corasick::Match> 
 
 /// Gopher repetition checks (datatrove `GopherRepetitionFilter`); `None` = passes.
 pub fn repetition(r: &Repetition, text: &str) -> Option<String> {
-    repetition_with(r, text, &WordGrams::new(text))
+    let ws = std::cell::OnceCell::new();
+    repetition_with(r, text, || ws.get_or_init(|| WordGrams::new(text)))
 }
 
 /// Paragraphs split on blank lines.
@@ -1027,7 +1030,11 @@ struct Collision;
 /// N-grams are compared by their [`WordGrams`] hash, and every hash match is
 /// confirmed word by word; on a true collision the text is checked again with
 /// [`ngram_repetition_exact`], so the verdict is always the exact one.
-fn repetition_with(r: &Repetition, text: &str, ws: &WordGrams<'_>) -> Option<String> {
+fn repetition_with<'w, 't: 'w>(
+    r: &Repetition,
+    text: &str,
+    ws: impl FnOnce() -> &'w WordGrams<'t>,
+) -> Option<String> {
     let total = chars(text);
     if total == 0 {
         return None;
@@ -1070,7 +1077,16 @@ fn repetition_with(r: &Repetition, text: &str, ws: &WordGrams<'_>) -> Option<Str
     if r.top_n_grams.is_empty() && r.dup_n_grams.is_empty() {
         return None;
     }
-    match ngram_repetition(r, ws, total) {
+    // Every n-gram rule here has n >= 2 and a share it may not exceed: where
+    // no 2-gram repeats, every share is 0 and every rule passes.
+    let rules = r.top_n_grams.iter().chain(&r.dup_n_grams);
+    if text.is_ascii()
+        && rules.clone().all(|&(n, max)| n >= 2 && max >= 0.0)
+        && !ascii_bigram_may_repeat(text)
+    {
+        return None;
+    }
+    match ngram_repetition(r, ws(), total) {
         Ok(verdict) => verdict,
         Err(Collision) => ngram_repetition_exact(r, text, total),
     }

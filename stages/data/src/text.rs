@@ -361,6 +361,7 @@ const GRAM_BASE: u64 = 0x9E37_79B9_7F4A_7C15;
 /// xxh3. (Copying the word into an 8-byte buffer instead costs a memcpy call
 /// and a stalled load.) A collision only costs time: n-grams with equal
 /// hashes are compared word by word ([`WordGrams::same`]).
+#[inline]
 fn word_hash(word: &[u8]) -> u64 {
     let len = word.len();
     let read4 = |at: usize| {
@@ -456,11 +457,70 @@ impl<'a> WordGrams<'a> {
     }
 }
 
+/// Whether two 2-grams (pairs of neighbouring [`words`]) of ASCII `text` may
+/// be the same: `false` means none repeats, and then no longer n-gram does
+/// either. Most texts repeat no 2-gram, and this settles them in one pass
+/// over the words, without the vectors of [`WordGrams`]; `true` (a repeat,
+/// or equal hashes) leaves the question to [`WordGrams`].
+pub fn ascii_bigram_may_repeat(text: &str) -> bool {
+    thread_local! {
+        /// The text's 2-gram hashes, and an open-addressing set of them
+        /// (0 = empty) that is all zeros between calls.
+        static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u64>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    debug_assert!(text.is_ascii());
+    let bytes = text.as_bytes();
+    SCRATCH.with_borrow_mut(|(grams, slots)| {
+        grams.clear();
+        let mut before: Option<u64> = None;
+        ascii_word_spans(bytes, |start, end| {
+            let h = word_hash(&bytes[start..end]);
+            // the 2-gram hash of the WordGrams polynomial: w_i * base + w_{i+1}
+            if let Some(b) = before {
+                grams.push(b.wrapping_mul(GRAM_BASE).wrapping_add(h));
+            }
+            before = Some(h);
+        });
+        let size = (2 * grams.len()).next_power_of_two().max(16);
+        if slots.len() < size {
+            slots.resize(size, 0);
+        }
+        let table = &mut slots[..size];
+        let mask = size - 1;
+        let mut repeat = false;
+        'grams: for &g in grams.iter() {
+            if g == 0 {
+                // cannot be stored: say "maybe"
+                repeat = true;
+                break;
+            }
+            let mut at = (g.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
+            loop {
+                match table[at] {
+                    0 => {
+                        table[at] = g;
+                        break;
+                    }
+                    x if x == g => {
+                        repeat = true;
+                        break 'grams;
+                    }
+                    _ => at = (at + 1) & mask,
+                }
+            }
+        }
+        table.fill(0);
+        repeat
+    })
+}
+
 /// The [`words`] of ASCII text as byte ranges, found 64 bytes at a time: a
 /// mask of each block's word bytes, whose edges (bits that differ from the bit
 /// before) are where words start and end. The loop runs once per word, not
 /// once per byte with a mispredicted branch at every word boundary as in
 /// [`words`].
+#[inline]
 fn ascii_word_spans(bytes: &[u8], mut each: impl FnMut(usize, usize)) {
     // where the word running on from the last block started
     let mut open: Option<usize> = None;
@@ -575,6 +635,43 @@ mod tests {
                 assert_eq!(field_str(&row, f), general, "{f:?} of {t:?}");
             }
         }
+    }
+
+    #[test]
+    fn bigram_repeats_are_found_exactly_where_there_are_some() {
+        let vocab = [
+            "a",
+            "to",
+            "the",
+            "cat",
+            "sat",
+            "on",
+            "mat",
+            "antidisestablishment",
+            "x9",
+        ];
+        let seps = [" ", "  ", ", ", ".\n", "\t"];
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % n as u64) as usize
+        };
+        let (mut with, mut without) = (0, 0);
+        for case in 0..3000 {
+            // a small vocabulary for some texts (repeats likely), all of it for others
+            let k = if case % 2 == 0 { 3 } else { vocab.len() };
+            let text: String = (0..case % 40)
+                .map(|_| format!("{}{}", vocab[next(k)], seps[next(seps.len())]))
+                .collect();
+            let ws = WordGrams::new(&text);
+            let pairs: Vec<&[&str]> = ws.words.windows(2).collect();
+            let repeats = (0..pairs.len()).any(|i| pairs[..i].contains(&pairs[i]));
+            assert_eq!(ascii_bigram_may_repeat(&text), repeats, "{text:?}");
+            if repeats { with += 1 } else { without += 1 }
+        }
+        assert!(with > 500 && without > 500, "{with} / {without}");
     }
 
     #[test]
