@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::DataError;
 use crate::prehashed::{PrehashedMap, prehashed_map};
 use crate::text::{
-    Field, WordGrams, ascii_bigram_may_repeat, field_str, is_cjk, word_count, words,
+    Field, WordGrams, any_equal_hash, ascii_bigram_may_repeat, field_str, is_cjk, word_count, words,
 };
 
 /// 2: `rows.parquet` of more than one row group has ~1 MiB pages (pipe-rows writes group by group).
@@ -1182,41 +1182,10 @@ fn ngram_repetition(
 }
 
 /// Whether two n-grams of `ws` have the same hash (the same words, or a
-/// collision: the caller sorts them out). Most texts repeat no 2-gram, and an
-/// open-addressing set in a buffer each thread reuses shows it for less than
-/// sorting the hashes costs.
+/// collision: the caller sorts them out).
 fn any_same_hash(ws: &WordGrams<'_>, n: usize) -> bool {
-    thread_local! {
-        static SLOTS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     let count = ws.len() + 1 - n;
-    let size = (2 * count).next_power_of_two();
-    SLOTS.with_borrow_mut(|slots| {
-        slots.clear();
-        // 0 marks an empty slot
-        slots.resize(size, 0);
-        let mask = size - 1;
-        for i in 0..count {
-            let h = ws.hash(i, n);
-            if h == 0 {
-                // cannot be stored: say "maybe" and let the caller look
-                return true;
-            }
-            // the high bits of a multiplicative hash spread the slots best
-            let mut at = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
-            loop {
-                match slots[at] {
-                    0 => {
-                        slots[at] = h;
-                        break;
-                    }
-                    x if x == h => return true,
-                    _ => at = (at + 1) & mask,
-                }
-            }
-        }
-        false
-    })
+    any_equal_hash(count, (0..count).map(|i| ws.hash(i, n)))
 }
 
 /// The n-gram rules of [`repetition`] comparing word slices directly: the

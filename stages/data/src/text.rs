@@ -464,14 +464,12 @@ impl<'a> WordGrams<'a> {
 /// or equal hashes) leaves the question to [`WordGrams`].
 pub fn ascii_bigram_may_repeat(text: &str) -> bool {
     thread_local! {
-        /// The text's 2-gram hashes, and an open-addressing set of them
-        /// (0 = empty) that is all zeros between calls.
-        static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u64>)> =
-            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        /// The text's 2-gram hashes.
+        static GRAMS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     debug_assert!(text.is_ascii());
     let bytes = text.as_bytes();
-    SCRATCH.with_borrow_mut(|(grams, slots)| {
+    GRAMS.with_borrow_mut(|grams| {
         grams.clear();
         let mut before: Option<u64> = None;
         ascii_word_spans(bytes, |start, end| {
@@ -482,36 +480,50 @@ pub fn ascii_bigram_may_repeat(text: &str) -> bool {
             }
             before = Some(h);
         });
-        let size = (2 * grams.len()).next_power_of_two().max(16);
+        any_equal_hash(grams.len(), grams.iter().copied())
+    })
+}
+
+/// Whether two of `hashes` (`count` of them) are equal, or one is 0 (which
+/// marks an empty slot, so it answers "maybe": the caller looks closer).
+/// An open-addressing set in a buffer each thread reuses: for the few dozen
+/// hashes of one text, that costs less than sorting them.
+pub fn any_equal_hash(count: usize, hashes: impl IntoIterator<Item = u64>) -> bool {
+    thread_local! {
+        /// All zeros between calls.
+        static SLOTS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let size = (2 * count).next_power_of_two().max(16);
+    SLOTS.with_borrow_mut(|slots| {
         if slots.len() < size {
             slots.resize(size, 0);
         }
         let table = &mut slots[..size];
         let mask = size - 1;
-        let mut repeat = false;
-        'grams: for &g in grams.iter() {
-            if g == 0 {
-                // cannot be stored: say "maybe"
-                repeat = true;
+        let mut equal = false;
+        'hashes: for h in hashes {
+            if h == 0 {
+                equal = true;
                 break;
             }
-            let mut at = (g.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
+            // the high bits of a multiplicative hash spread the slots best
+            let mut at = (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
             loop {
                 match table[at] {
                     0 => {
-                        table[at] = g;
+                        table[at] = h;
                         break;
                     }
-                    x if x == g => {
-                        repeat = true;
-                        break 'grams;
+                    x if x == h => {
+                        equal = true;
+                        break 'hashes;
                     }
                     _ => at = (at + 1) & mask,
                 }
             }
         }
         table.fill(0);
-        repeat
+        equal
     })
 }
 
