@@ -602,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn near_dedup_finds_edited_english_and_chinese_only() {
+    fn near_dedup_finds_edited_reordered_english_and_chinese_only() {
         let mut rows = Vec::new();
         for (i, t) in EN.iter().enumerate() {
             rows.push(row(i as u64, t, "Answer."));
@@ -610,10 +610,14 @@ mod tests {
         for (i, t) in ZH.iter().enumerate() {
             rows.push(row(10 + i as u64, t, "答案。"));
         }
+        // two questions in one row (not a near duplicate of either alone)
+        rows.push(row(12, &format!("{} {}", EN[0], EN[1]), "Answer."));
         // lightly edited English (one word changed) and Chinese (one character changed), later in order
         rows.push(row(20, &EN[2].replace("and why", "and how"), "Answer."));
         assert_ne!(rows.last().unwrap().messages[0].content, EN[2]);
         rows.push(row(21, &ZH[1].replace("区别", "差别"), "答案。"));
+        // the same two questions, in the other order
+        rows.push(row(22, &format!("{} {}", EN[1], EN[0]), "Answer."));
         // reordered tables: several inputs concatenated
         let tables = vec![rows[..3].to_vec(), rows[3..].to_vec()];
         let params = DedupParams {
@@ -626,14 +630,14 @@ mod tests {
             .iter()
             .map(|r| (r.row.source_row, r.duplicate_of_row))
             .collect();
-        assert_eq!(removed, [(20, 2), (21, 11)]);
+        assert_eq!(removed, [(20, 2), (21, 11), (22, 12)]);
         assert!(
             out.removed
                 .iter()
                 .all(|r| r.method == "near" && r.similarity > 0.6 && r.similarity < 1.0)
         );
-        assert_eq!(out.rows.len(), 6);
-        assert_eq!(out.near_removed, 2);
+        assert_eq!(out.rows.len(), 7);
+        assert_eq!(out.near_removed, 3);
         // strict verification drops the weaker pair only if below threshold
         let strict = DedupParams {
             near: Some(NearParams {
