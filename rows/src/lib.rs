@@ -340,9 +340,9 @@ fn write_table(
 }
 
 /// Call `each` with the row groups of the table at `path` as frames, in
-/// order, one group per thread at a time (polars decodes those in parallel),
-/// so the whole table's Arrow data is never held, and with the number of rows
-/// in the whole table. A table without row groups is read whole (no rows, but
+/// order, one group per thread of the calling rayon pool at a time (polars
+/// decodes those in parallel), so the whole table's Arrow data is never
+/// held, and with the number of rows in the whole table. A table without row groups is read whole (no rows, but
 /// its columns are still checked).
 fn for_each_group(
     path: &Path,
@@ -359,7 +359,9 @@ fn for_each_group(
     if metadata.row_groups.is_empty() {
         return each(&reader.finish().map_err(polars_err(path))?, 0);
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // as many groups at a time as the stage has threads (its rayon pool), as
+    // the writer compresses them: a stage given one thread holds one group
+    let threads = rayon::current_num_threads().max(1);
     let mut offset = 0;
     for groups in metadata.row_groups.chunks(threads) {
         let rows = groups.iter().map(|g| g.num_rows()).sum();
