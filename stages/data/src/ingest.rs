@@ -485,8 +485,8 @@ fn ingest_file(
         reason,
         raw: snippet(raw),
     };
-    // Rows and rejects are split as they are made (order kept), so no
-    // intermediate list of both is ever held.
+    // Rows and rejects are split as they are made (order kept), so a list
+    // of both is never held for more than one JSONL block.
     let (mut rows, mut rejected) = (Vec::new(), Vec::new());
     if format == FileFormat::Jsonl {
         let fast = ctx.alpaca_keys();

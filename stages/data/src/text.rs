@@ -200,11 +200,8 @@ fn normalize_ascii(text: &[u8], strip_punctuation: bool, out: &mut Vec<u8>) {
 /// keys have few of them (the line break between instruction and input).
 fn normalize_ascii_spaces(text: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
-    let mut rest = text.trim_ascii_start();
-    // `trim_ascii_*` leaves 0x0B, which `char::is_whitespace` counts
-    while let [0x0B, tail @ ..] = rest {
-        rest = tail.trim_ascii_start();
-    }
+    let leading = text.iter().position(|&b| !is_ascii_space(b));
+    let mut rest = &text[leading.unwrap_or(text.len())..];
     while !rest.is_empty() {
         let odd = irregular_space(rest);
         out.extend_from_slice(&rest[..odd]);
@@ -212,13 +209,15 @@ fn normalize_ascii_spaces(text: &[u8], out: &mut Vec<u8>) {
             .iter()
             .position(|&b| !is_ascii_space(b))
             .map_or(rest.len(), |p| odd + p);
-        // a run at the end is dropped; elsewhere it is one space (the space
-        // just copied, where the run began with one)
-        if after_run < rest.len() && !(odd > 0 && rest[odd - 1] == b' ') {
+        // A run at the end is dropped; elsewhere it is one space: the space
+        // just copied, where the run began with one.
+        let space_copied = odd > 0 && rest[odd - 1] == b' ';
+        if after_run == rest.len() {
+            if space_copied {
+                out.pop();
+            }
+        } else if !space_copied {
             out.push(b' ');
-        }
-        if after_run == rest.len() && odd > 0 && rest[odd - 1] == b' ' {
-            out.pop();
         }
         rest = &rest[after_run..];
     }
